@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# respool's whole test suite, from a fresh Debian 12 machine:
+#   installs what is missing, then configures, builds and tests in the GCC, Clang, TSan,
+#   ASan+UBSan and release configurations, checks every public header compiles on its own, and
+#   runs the Meson build's tests. Exits non-zero on the first failure.
+#
+#   bash scripts/test.sh                 everything
+#   bash scripts/test.sh gcc-debug tsan  only these CMake presets (Meson is skipped)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+bash scripts/install-deps.sh test
+
+presets=("$@")
+run_meson=0
+if ((${#presets[@]} == 0)); then
+  presets=(gcc-debug clang tsan asan-ubsan release)
+  run_meson=1
+fi
+jobs=$(nproc)
+
+for preset in "${presets[@]}"; do
+  echo "::: [$preset] configure, build, test"
+  start=$SECONDS
+  cmake --preset "$preset" >/dev/null
+  cmake --build --preset "$preset" -j "$jobs"
+  if [[ $preset == gcc-debug ]]; then
+    cmake --build --preset "$preset" --target all_verify_interface_header_sets -j "$jobs"
+  fi
+  ctest --preset "$preset" -j "$jobs"
+  echo "::: [$preset] passed in $((SECONDS - start)) s"
+done
+
+if ((run_meson)); then
+  echo "::: [meson] setup, test"
+  start=$SECONDS
+  rm -rf build/meson
+  meson setup build/meson >/dev/null
+  meson test -C build/meson --print-errorlogs
+  echo "::: [meson] passed in $((SECONDS - start)) s"
+fi
+echo "::: all test configurations passed"
