@@ -1,5 +1,11 @@
 #pragma once
 // The umbrella header: everything respool offers. Include a component's own header to pay only
 // for what you use.
+#include "concepts.hpp"
 #include "errors.hpp"
+#include "events.hpp"
+#include "lease.hpp"
+#include "options.hpp"
+#include "pool.hpp"
+#include "stats.hpp"
 #include "version.hpp"

@@ -1,0 +1,90 @@
+#pragma once
+/**
+ * `pool_options`: how a pool sizes itself, how long it waits, and when it retires resources.
+ *
+ * An aggregate for designated initialisers; `validate()` (also called by the pool's constructor)
+ * throws `std::invalid_argument` naming the bad field.
+ *
+ * **Example**:
+ * ```cpp
+ * respool::pool_options opts{.max_size = 8, .min_idle = 2, .acquire_timeout = 2s,
+ *                            .idle_timeout = 5min, .max_lifetime = 30min, .name = "orders-db"};
+ * ```
+ */
+#include <chrono>
+#include <cstddef>
+#include <functional>
+#include <limits>
+#include <stdexcept>
+#include <string>
+
+#include "events.hpp"
+#include "version.hpp"
+
+RESPOOL_NAMESPACE_BEGIN
+
+struct pool_options {
+  using duration = std::chrono::milliseconds;
+  /// Sentinel for "never" (`validate_after_idle`): the pool never validates on borrow.
+  static constexpr duration never = duration::max();
+
+  /// Most live resources (idle + in use + being created), at any instant.
+  std::size_t max_size = 8;
+  /// Idle resources created at construction and kept up in the background.
+  std::size_t min_idle = 0;
+  /// How long `acquire()` waits when nothing is idle.
+  duration acquire_timeout = std::chrono::seconds(30);
+  /// Idle resources above `min_idle` are closed after this long unused; 0 disables.
+  duration idle_timeout = std::chrono::minutes(10);
+  /// A resource is closed after this long (jittered down by up to 2.5% each); 0 disables.
+  duration max_lifetime = std::chrono::minutes(30);
+  /// A resource is closed after this many leases; 0 disables.
+  std::size_t max_uses = 0;
+  /// Validate on borrow only if the resource sat idle longer than this; 0 validates on every
+  /// borrow, `never` never does.
+  duration validate_after_idle = std::chrono::milliseconds(500);
+  /// Background validation of idle resources this often; 0 disables.
+  duration keepalive_interval = duration::zero();
+  /// More waiters than this are refused at once with `errc::exhausted` (load shedding).
+  std::size_t max_waiters = std::numeric_limits<std::size_t>::max();
+  /// Backoff after a failed creation: starts here, doubles per failure, capped at the max,
+  /// jittered down by up to half. While backing off with nothing idle, acquire fails fast.
+  duration create_backoff_min = std::chrono::milliseconds(50);
+  duration create_backoff_max = std::chrono::seconds(1);
+  /// A lease held longer than this is reported once (event `leak_suspected`); 0 disables.
+  duration leak_threshold = duration::zero();
+  /// The background housekeeper's period: idle timeout, lifetime, keepalive and leak checks
+  /// run this often, and the pool's coarse clock (used on the fast path) ticks at this
+  /// resolution. 0 runs no housekeeping thread: call `pool::run_maintenance()` yourself.
+  duration housekeeping_interval = std::chrono::milliseconds(100);
+  /// Names the pool in errors and events.
+  std::string name = "pool";
+  /// Slow-path events (created, destroyed, creation failed, timeout, leak). Called without the
+  /// pool's lock held, possibly from several threads at once; must not throw.
+  std::function<void(const pool_event&)> on_event{};
+
+  /// Throws `std::invalid_argument` naming the first bad field.
+  void validate() const {
+    auto fail = [this](const char* field, const char* why) {
+      throw std::invalid_argument("respool pool_options for '" + name + "': " + field + " " + why);
+    };
+    if (max_size == 0) fail("max_size", "must be at least 1");
+    if (min_idle > max_size) fail("min_idle", "must not exceed max_size");
+    if (acquire_timeout < duration::zero()) fail("acquire_timeout", "must not be negative");
+    if (idle_timeout < duration::zero()) fail("idle_timeout", "must not be negative (0 disables)");
+    if (max_lifetime < duration::zero()) fail("max_lifetime", "must not be negative (0 disables)");
+    if (validate_after_idle < duration::zero())
+      fail("validate_after_idle", "must not be negative (0 validates every borrow)");
+    if (keepalive_interval < duration::zero())
+      fail("keepalive_interval", "must not be negative (0 disables)");
+    if (create_backoff_min <= duration::zero()) fail("create_backoff_min", "must be positive");
+    if (create_backoff_max < create_backoff_min)
+      fail("create_backoff_max", "must not be below create_backoff_min");
+    if (leak_threshold < duration::zero()) fail("leak_threshold", "must not be negative (0 disables)");
+    if (housekeeping_interval < duration::zero())
+      fail("housekeeping_interval", "must not be negative (0: no background housekeeping)");
+    if (name.empty()) fail("name", "must not be empty");
+  }
+};
+
+RESPOOL_NAMESPACE_END

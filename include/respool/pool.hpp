@@ -1,0 +1,170 @@
+#pragma once
+/**
+ * `respool::pool`: a pool of costly resources (database, Redis or HTTP connections).
+ *
+ * **Example**:
+ * ```cpp
+ * respool::pool db{[] { return connect("host=db"); },
+ *                  respool::pool_options{.max_size = 8, .min_idle = 2, .name = "db"},
+ *                  [](conn& c) { return c.ping(); },        // validator
+ *                  [](conn& c) { return c.rollback(); }};   // resetter
+ * {
+ *   respool::lease c = db.acquire();          // waits up to options.acquire_timeout
+ *   c->query("SELECT 1");
+ * }                                           // returned: reset, then to the oldest waiter
+ * auto maybe = db.try_acquire();              // std::optional<lease>, never waits
+ * std::error_code ec;
+ * auto l = db.acquire(50ms, ec);              // non-throwing form
+ * ```
+ *
+ * Thread safety: every member may be called from any thread. The factory is called from one
+ * thread at a time (the pool's creator thread, or the constructor); the validator and resetter
+ * may run concurrently on different resources, so they must not share unsynchronised state.
+ */
+#include <chrono>
+#include <optional>
+#include <source_location>
+#include <system_error>
+#include <utility>
+
+#include "concepts.hpp"
+#include "detail/pool_core.hpp"
+#include "errors.hpp"
+#include "lease.hpp"
+#include "options.hpp"
+#include "stats.hpp"
+#include "version.hpp"
+
+RESPOOL_NAMESPACE_BEGIN
+
+namespace detail {
+struct not_a_resource {};
+template <class F>
+struct resource_or_placeholder {
+  using type = not_a_resource;
+};
+template <factory F>
+struct resource_or_placeholder<F> {
+  using type = resource_t<F>;
+};
+}  // namespace detail
+
+template <class Factory, class Validator = always_valid, class Resetter = no_reset,
+          class Clock = std::chrono::steady_clock>
+class pool {
+  static_assert(factory<Factory>,
+                "respool::pool: the factory must have a member `R create()` or be callable as "
+                "`R f()`, returning a movable, destructible resource R (for example "
+                "`[] { return connect(); }`)");
+  using R = typename detail::resource_or_placeholder<Factory>::type;
+  static_assert(validator<Validator, R>,
+                "respool::pool: the validator must have a member `bool validate(R&)` or be "
+                "callable as `bool v(R&)`, where R is what the factory returns; use "
+                "respool::always_valid for none");
+  static_assert(resetter<Resetter, R>,
+                "respool::pool: the resetter must have a member `bool reset(R&)` or be callable "
+                "as `bool s(R&)` (false destroys the resource), where R is what the factory "
+                "returns; use respool::no_reset for none");
+  static_assert(std::chrono::is_clock_v<Clock>, "respool::pool: Clock must be a std::chrono clock");
+
+  using core_type = detail::pool_core<Factory, Validator, Resetter, Clock>;
+
+ public:
+  using resource_type = R;
+  using lease_type = lease<R>;
+  using clock = Clock;
+
+  /// Validates the options (`std::invalid_argument` naming the field), creates `min_idle`
+  /// resources (a failure is not thrown: it starts the backoff and the first acquire reports
+  /// it), and starts the background creator and housekeeper.
+  explicit pool(Factory f, pool_options options = {}, Validator v = {}, Resetter s = {})
+      : core_(new core_type(std::move(f), checked(std::move(options)), std::move(v),
+                            std::move(s))) {}
+
+  pool(const pool&) = delete;
+  auto operator=(const pool&) -> pool& = delete;
+
+  /// Closes the pool. Leases still out stay valid; their resources are destroyed on return.
+  ~pool() { core_->destroy_handle(); }
+
+  /// Waits up to `options().acquire_timeout`. Throws `respool::error`: `timeout`, `closed`,
+  /// `exhausted`, `create_failed` or `backend_unavailable` (with the factory's error as cause).
+  [[nodiscard]] auto acquire(std::source_location where = std::source_location::current())
+      -> lease_type {
+    return acquire(core_->options().acquire_timeout, where);
+  }
+
+  template <class Rep, class Period>
+  [[nodiscard]] auto acquire(std::chrono::duration<Rep, Period> timeout,
+                             std::source_location where = std::source_location::current())
+      -> lease_type {
+    detail::acquire_failure fail;
+    auto l = core_->acquire(clamp(timeout), where, &fail);
+    if (!l) throw error(fail.code, fail.message, fail.cause);
+    return l;
+  }
+
+  /// Non-throwing form: on failure returns an empty lease and sets `ec` (a `respool::errc`).
+  template <class Rep, class Period>
+  [[nodiscard]] auto acquire(std::chrono::duration<Rep, Period> timeout, std::error_code& ec,
+                             std::source_location where = std::source_location::current())
+      -> lease_type {
+    detail::acquire_failure fail;
+    auto l = core_->acquire(clamp(timeout), where, &fail);
+    ec = l ? std::error_code{} : make_error_code(fail.code);
+    return l;
+  }
+
+  /// An idle resource now, or nothing; never waits. If nothing is idle and there is room, the
+  /// creator is asked for one so that a later try can succeed.
+  [[nodiscard]] auto try_acquire(std::source_location where = std::source_location::current())
+      -> std::optional<lease_type> {
+    return core_->try_acquire(where);
+  }
+
+  /// A snapshot: counts, counters and wait times. Takes the pool's lock briefly.
+  [[nodiscard]] auto stats() const -> pool_stats { return core_->stats(); }
+
+  /// Failover: idle resources are closed now, leased ones when they come back, and ones being
+  /// created when they are done.
+  void evict_all() { core_->evict_all(); }
+
+  /// Refuses new acquires, wakes waiters with `errc::closed`, closes idle resources, stops the
+  /// background threads. Leased resources are closed when they come back. Idempotent.
+  void close() { core_->close(); }
+
+  /// One housekeeping pass now (the background housekeeper runs it every
+  /// `housekeeping_interval`): ticks the coarse clock, retires idle and expired resources, runs
+  /// keepalive validation, reports leaks, wakes waiters whose deadline passed, refills min_idle.
+  /// With a manual test clock, advance the clock and call this.
+  void run_maintenance() { core_->run_maintenance(); }
+
+  [[nodiscard]] auto options() const noexcept -> const pool_options& { return core_->options(); }
+
+ private:
+  static auto checked(pool_options o) -> pool_options {
+    o.validate();
+    return o;
+  }
+  template <class Rep, class Period>
+  static auto clamp(std::chrono::duration<Rep, Period> d) -> std::chrono::nanoseconds {
+    using ns = std::chrono::nanoseconds;
+    if (d <= std::chrono::duration<Rep, Period>::zero()) return ns::zero();
+    if (d >= std::chrono::duration_cast<std::chrono::duration<Rep, Period>>(std::chrono::hours(24 * 365 * 100)))
+      return ns::max();
+    return std::chrono::duration_cast<ns>(d);
+  }
+
+  core_type* core_;
+};
+
+template <class F>
+pool(F) -> pool<F>;
+template <class F>
+pool(F, pool_options) -> pool<F>;
+template <class F, class V>
+pool(F, pool_options, V) -> pool<F, V>;
+template <class F, class V, class S>
+pool(F, pool_options, V, S) -> pool<F, V, S>;
+
+RESPOOL_NAMESPACE_END
