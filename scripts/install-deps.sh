@@ -1,20 +1,24 @@
 #!/usr/bin/env bash
 # Installs, with apt-get, the Debian 12 packages a job needs and the machine lacks.
-#   scripts/install-deps.sh test   compilers, Catch2, Meson, servers and client libraries for tests
-#   scripts/install-deps.sh lab    what the lab needs (compiler, SQLite; clients if present)
+#   scripts/install-deps.sh test   compilers, Catch2, Meson, the libraries the benchmarks compare
+#                                  against, and the servers and clients of the integration tests
+#   scripts/install-deps.sh lab    what the lab needs (compiler, SQLite; libpq and hiredis are
+#                                  used when present)
 set -euo pipefail
 
 job=${1:-test}
 case "$job" in
-  test) packages=(g++ clang-16 libclang-rt-16-dev cmake ninja-build meson pkg-config catch2) ;;
+  test)
+    packages=(g++ clang-16 libclang-rt-16-dev cmake ninja-build meson pkg-config catch2
+              libboost-dev libpoco-dev libsqlite3-dev)
+    # The integration tests' servers and client libraries (tests/integration, docs/backends.md):
+    # the tests start their own servers on random ports and never use the system services these
+    # packages may start. pgbench ships in postgresql-15, redis-benchmark in redis-tools.
+    packages+=(postgresql redis-server redis-tools nginx libpq-dev libhiredis-dev)
+    ;;
   lab) packages=(g++ cmake ninja-build pkg-config libsqlite3-dev) ;;
   *) echo "install-deps.sh: unknown job '$job' (expected: test or lab)" >&2; exit 2 ;;
 esac
-# Extra packages later jobs add (benchmarks, integration servers) come through RESPOOL_EXTRA_PACKAGES.
-if [[ -n "${RESPOOL_EXTRA_PACKAGES:-}" ]]; then
-  read -r -a extra <<<"$RESPOOL_EXTRA_PACKAGES"
-  packages+=("${extra[@]}")
-fi
 
 missing=()
 for p in "${packages[@]}"; do
@@ -29,5 +33,16 @@ sudo=()
 if ((EUID != 0)); then sudo=(sudo); fi
 echo "install-deps: installing ${missing[*]}"
 export DEBIAN_FRONTEND=noninteractive
+# Servers' packages start system services on install; on a machine without an init system (a CI
+# container) that can fail the install. Tell invoke-rc.d not to start anything while we install.
+policy=/usr/sbin/policy-rc.d
+added_policy=0
+if [[ ! -e $policy ]]; then
+  printf '#!/bin/sh\nexit 101\n' | "${sudo[@]}" tee "$policy" >/dev/null
+  "${sudo[@]}" chmod +x "$policy"
+  added_policy=1
+fi
+cleanup() { if ((added_policy)); then "${sudo[@]}" rm -f "$policy"; fi; }
+trap cleanup EXIT
 "${sudo[@]}" apt-get update -q
 "${sudo[@]}" apt-get install -y -q --no-install-recommends "${missing[@]}"

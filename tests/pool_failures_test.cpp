@@ -149,6 +149,11 @@ TEST_CASE("waiters keep waiting for a return while resources are leased and crea
   REQUIRE(eventually([&] { return p.stats().create_failures >= 2; }));
   auto fut = result.get_future();
   CHECK(fut.wait_for(0ms) == std::future_status::timeout);  // still waiting: a return may come
+  // A newcomer is not failed fast either while something in use may come back: it waits.
+  std::error_code newcomer;
+  auto l = p.acquire(20ms, newcomer);
+  CHECK(newcomer == respool::errc::timeout);
+  CHECK(p.stats().fast_failures == 0);
   held.return_to_pool();
   REQUIRE(fut.wait_for(10s) == std::future_status::ready);
   CHECK_FALSE(fut.get());
@@ -179,4 +184,22 @@ TEST_CASE("a validator or resetter that throws counts as a failure and leaks not
   CHECK(l->id == 2);
   CHECK(p.stats().destroyed(respool::destroy_reason::failed_validation) == 1);
   CHECK(f.c->live == 1);
+}
+
+TEST_CASE("validators that keep failing slowly do not stretch the acquire timeout") {
+  test_factory f;
+  auto slow_failing = [](resource&) {
+    std::this_thread::sleep_for(50ms);  // a server that hangs before the ping fails
+    return false;
+  };
+  respool::pool p{f, respool::pool_options{.max_size = 4, .min_idle = 4, .validate_after_idle = 0ms},
+                  slow_failing};
+  const auto start = std::chrono::steady_clock::now();
+  std::error_code ec;
+  auto l = p.acquire(120ms, ec);
+  const auto took = std::chrono::steady_clock::now() - start;
+  CHECK(ec == respool::errc::timeout);
+  CHECK(took >= 120ms);
+  CHECK(took < 2s);  // the timeout plus at most one more validation, with slack for a slow CI
+  CHECK(p.stats().destroyed(respool::destroy_reason::failed_validation) >= 3);
 }

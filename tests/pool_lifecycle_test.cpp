@@ -169,6 +169,19 @@ TEST_CASE("a resource failing validation on borrow is replaced, never lent") {
   CHECK(p.stats().destroyed(respool::destroy_reason::failed_validation) == 1);
 }
 
+TEST_CASE("validate_after_idle = 0 validates a resource handed from one holder to the next") {
+  test_factory f;
+  flag_validator v;
+  respool::pool<test_factory, flag_validator> p{f, {.max_size = 1, .validate_after_idle = 0ms}, v};
+  auto held = p.acquire();  // fresh from the creator: not validated
+  CHECK(*v.calls == 0);
+  std::thread waiter([&] { auto l = p.acquire(30s); });
+  REQUIRE(eventually([&] { return p.stats().waiters == 1; }));
+  held.return_to_pool();  // handed straight to the waiter, which validates it
+  waiter.join();
+  CHECK(*v.calls == 1);
+}
+
 TEST_CASE("validate_after_idle = never skips validation entirely") {
   manual_clock::reset();
   test_factory f;

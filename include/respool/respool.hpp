@@ -7,5 +7,7 @@
 #include "lease.hpp"
 #include "options.hpp"
 #include "pool.hpp"
+#include "sizing.hpp"
 #include "stats.hpp"
+#include "thread_pool.hpp"
 #include "version.hpp"

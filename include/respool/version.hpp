@@ -3,8 +3,9 @@
  * respool's version, and the versioned inline namespace every public name lives in.
  *
  * The inline namespace changes with every release (and with `RESPOOL_DEBUG_CHECKS`, which adds
- * members to the pool's slots), so two copies of respool with different layouts in one program
- * fail at link time instead of corrupting memory.
+ * a holder count to the pool's slots and aborts with a message if a resource is ever lent twice),
+ * so two copies of respool with different layouts in one program fail at link time instead of
+ * corrupting memory.
  *
  * **Example**:
  * ```cpp

@@ -100,24 +100,25 @@ class pool_core final : public lease_home<resource_t<F>> {
   auto acquire(ns timeout, const std::source_location& where, acquire_failure* fail)
       -> lease<R> {
     const auto site = to_site(where);
-    bool have_deadline = false;
-    std::int64_t deadline = 0;
+    // The clock is read only once this acquire does something slow (validates or queues), so
+    // the uncontended path reads none; the timeout counts from that first reading.
+    std::int64_t started = 0;
     for (;;) {
       if (closed()) return failed(fail, errc::closed, "the pool is closed");
       slot_type* s = nullptr;
       if (waiters_.load(std::memory_order_seq_cst) == 0) s = claim_idle(hint());
-      if (s != nullptr) {
-        if (borrow_check(*s)) return grant(*s, site);
-        continue;  // it failed validation or expired and is gone: try again
+      if (s == nullptr) {
+        if (started == 0) started = now_ns();
+        bool fresh = false;
+        s = wait_for_slot(saturating_add(started, timeout.count()), timeout, fail, fresh);
+        if (s == nullptr) return {};
+        if (fresh) return grant(*s, site);
       }
-      if (!have_deadline) {
-        deadline = saturating_add(now_ns(), timeout.count());
-        have_deadline = true;
-      }
-      bool fresh = false;
-      s = wait_for_slot(deadline, timeout, fail, fresh);
-      if (s == nullptr) return {};
-      if (fresh || borrow_check(*s)) return grant(*s, site);
+      if (borrow_check(*s, started)) return grant(*s, site);
+      // It failed validation (or expired) and is gone. Validators that fail slowly (a server
+      // that hangs) must not stretch the caller's timeout: check it before trying again.
+      if (started != 0 && now_ns() >= saturating_add(started, timeout.count()))
+        return timed_out(fail, timeout, "; idle resources kept failing validation");
     }
   }
 
@@ -126,7 +127,8 @@ class pool_core final : public lease_home<resource_t<F>> {
     while (!closed() && waiters_.load(std::memory_order_seq_cst) == 0) {
       slot_type* s = claim_idle(hint());
       if (s == nullptr) break;
-      if (borrow_check(*s)) return grant(*s, site);
+      std::int64_t unused_clock = 0;
+      if (borrow_check(*s, unused_clock)) return grant(*s, site);
     }
     // Nothing idle: ask the creator for a spare so that a later try can succeed.
     if (!closed()) {
@@ -142,6 +144,10 @@ class pool_core final : public lease_home<resource_t<F>> {
   // ---------------------------------------------------------------- release (lease_home)
 
   void release(slot_type& s, bool discard) noexcept override {
+#if RESPOOL_DEBUG_CHECKS
+    if (s.debug_holders.fetch_sub(1, std::memory_order_relaxed) != 1)
+      debug_check_failed("a lease returned a resource it did not hold alone");
+#endif
     std::optional<destroy_reason> why;
     if (discard) {
       why = destroy_reason::discarded;
@@ -183,7 +189,7 @@ class pool_core final : public lease_home<resource_t<F>> {
       drop_orphan(s);
       return;
     }
-    if (!make_available(s, lk)) {
+    if (!make_available(s, lk, false)) {
       lk.unlock();
       destroy_owned(s, destroy_reason::closed);
     }
@@ -294,6 +300,7 @@ class pool_core final : public lease_home<resource_t<F>> {
 
  private:
   static constexpr std::uint64_t closed_bit = 1;
+  static constexpr int handoff_spins = 50;
   static constexpr std::int64_t never_ns = std::numeric_limits<std::int64_t>::max();
 
   struct waiter {
@@ -302,6 +309,9 @@ class pool_core final : public lease_home<resource_t<F>> {
     waiter* prev = nullptr;
     std::int64_t deadline = 0;
     slot_type* granted = nullptr;
+    bool granted_fresh = false;  // just created or just validated: no borrow check needed
+    bool parked = false;         // asleep on `cv`: whoever serves it must notify
+    std::atomic<bool> served{false};  // lets a spinning waiter see its hand-off without the lock
     std::optional<acquire_failure> failure;
   };
 
@@ -361,7 +371,8 @@ class pool_core final : public lease_home<resource_t<F>> {
   }
 
   // Checks a claimed idle resource before lending it: lifetime, eviction, validate-after-idle.
-  auto borrow_check(slot_type& s) -> bool {
+  // Reads the clock into `started` (if not yet read) before a validation.
+  auto borrow_check(slot_type& s, std::int64_t& started) -> bool {
     const auto now = coarse_now_.load(std::memory_order_relaxed);
     // seq_cst after the claiming CAS: either close() sees this slot leased and flags it, or we
     // see the pool closed here.
@@ -379,8 +390,11 @@ class pool_core final : public lease_home<resource_t<F>> {
       return false;
     }
     if constexpr (!std::is_same_v<V, always_valid>) {
-      if (validate_after_idle_ns_ != never_ns &&
-          now - s.last_used.load(std::memory_order_relaxed) >= validate_after_idle_ns_) {
+      // 0 validates every borrow, even one the coarse clock places "before" the last return.
+      if (validate_after_idle_ns_ == 0 ||
+          (validate_after_idle_ns_ != never_ns &&
+           now - s.last_used.load(std::memory_order_relaxed) >= validate_after_idle_ns_)) {
+        if (started == 0) started = now_ns();
         bool ok = false;
         try {
           ok = invoke_validate(validator_, *s.resource);
@@ -397,6 +411,10 @@ class pool_core final : public lease_home<resource_t<F>> {
   }
 
   auto grant(slot_type& s, const acquire_site& site) noexcept -> lease<R> {
+#if RESPOOL_DEBUG_CHECKS
+    if (s.debug_holders.fetch_add(1, std::memory_order_relaxed) != 0)
+      debug_check_failed("a resource was lent to a second holder");
+#endif
     const auto n = s.acquisitions.load(std::memory_order_relaxed) + 1;
     s.acquisitions.store(n, std::memory_order_relaxed);  // only the holder writes it
     if (opts_.leak_threshold > ns::zero()) {
@@ -455,32 +473,43 @@ class pool_core final : public lease_home<resource_t<F>> {
       fresh = false;
       return s;
     }
+    // Fail fast only if nothing could serve us soon: no resource idle, in use (a return) or under
+    // a keepalive check, the last creation failed, and its retry is not due yet.
     const auto c = counts_locked();
-    if (c.total() < size_ && last_error_ && start < next_retry_at_) {
+    if (c.total() == c.creating && c.total() < size_ && last_error_ && start < next_retry_at_) {
       ++fast_failures_;
       return fail_locked(fail, errc::backend_unavailable,
                          "backend unavailable: creating a resource failed " +
                              std::to_string(consecutive_failures_) +
-                             " time(s) in a row and nothing is idle; failing fast until the retry");
+                             " time(s) in a row and nothing is idle or in use; failing fast until the retry");
     }
     waiter w;
     w.deadline = deadline;
     enqueue(w);
     if (c.total() < size_) creator_cv_.notify_one();
+    // A hand-off usually comes within microseconds: spin (yielding the core, which the holder
+    // may need) before sleeping, so neither side pays for a futex wake and a reschedule.
+    lk.unlock();
+    for (int i = 0; i < handoff_spins && !w.served.load(std::memory_order_acquire); ++i)
+      std::this_thread::yield();
+    lk.lock();
     const auto tp = to_time_point(deadline);
     while (w.granted == nullptr && !w.failure) {
+      w.parked = true;
       if (deadline == never_ns) {
         w.cv.wait(lk);
       } else if (w.cv.wait_until(lk, tp) == std::cv_status::timeout && now_ns() >= deadline) {
+        w.parked = false;
         break;
       }
+      w.parked = false;
     }
     const auto waited = std::chrono::duration_cast<std::chrono::microseconds>(ns(now_ns() - start));
     wait_hist_.buckets[wait_histogram::bucket_of(waited)] += 1;
     wait_max_ = std::max(wait_max_, waited);
     if (w.granted != nullptr) {
       ++slow_acquired_;
-      fresh = true;
+      fresh = w.granted_fresh;
       return w.granted;
     }
     if (w.failure) {
@@ -488,15 +517,22 @@ class pool_core final : public lease_home<resource_t<F>> {
       return nullptr;
     }
     dequeue(w);
-    ++timeouts_;
+    lk.unlock();
+    timed_out(fail, timeout, "");
+    return nullptr;
+  }
+
+  auto timed_out(acquire_failure* fail, ns timeout, const char* detail) -> lease<R> {
     const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(timeout).count();
+    std::unique_lock lk(mutex_);
+    ++timeouts_;
     auto f = make_failure_locked(
-        errc::timeout, "timed out after " + std::to_string(ms) + " ms waiting for a resource",
-        nullptr);
+        errc::timeout,
+        "timed out after " + std::to_string(ms) + " ms waiting for a resource" + detail, nullptr);
     lk.unlock();
     emit_message(event_kind::acquire_timeout, f.message);
     if (fail != nullptr) *fail = std::move(f);
-    return nullptr;
+    return {};
   }
 
   auto fail_locked(acquire_failure* fail, errc code, const std::string& why) -> slot_type* {
@@ -552,8 +588,11 @@ class pool_core final : public lease_home<resource_t<F>> {
 
   // Gives a slot this thread owns (in use, reserved or just created) to the oldest waiter, or
   // makes it idle if nobody waits. Mutex held. False if the pool is closed: the caller must
-  // destroy the resource (after unlocking).
-  [[nodiscard]] auto make_available(slot_type& s, std::unique_lock<std::mutex>& lk) -> bool {
+  // destroy the resource (after unlocking). `fresh`: just created or validated, so the waiter
+  // skips the borrow check; a resource handed from one holder to the next gets the check like
+  // any borrow (with validate_after_idle = 0 it is validated).
+  [[nodiscard]] auto make_available(slot_type& s, std::unique_lock<std::mutex>& lk, bool fresh)
+      -> bool {
     (void)lk;
     if (closed()) return false;
     if (waiter* w = queue_head_) {
@@ -561,7 +600,9 @@ class pool_core final : public lease_home<resource_t<F>> {
       s.state.store(slot_state::in_use | (queue_head_ != nullptr ? slot_state::wanted : 0U),
                     std::memory_order_release);
       w->granted = &s;
-      w->cv.notify_one();
+      w->granted_fresh = fresh;
+      w->served.store(true, std::memory_order_release);
+      if (w->parked) w->cv.notify_one();
       return true;
     }
     s.state.store(slot_state::idle, std::memory_order_release);
@@ -574,7 +615,8 @@ class pool_core final : public lease_home<resource_t<F>> {
     while (waiter* w = queue_head_) {
       dequeue(*w);
       w->failure = f;
-      w->cv.notify_one();
+      w->served.store(true, std::memory_order_release);
+      if (w->parked) w->cv.notify_one();
     }
   }
 
@@ -607,12 +649,18 @@ class pool_core final : public lease_home<resource_t<F>> {
     s.state.store(slot_state::empty, std::memory_order_release);
     ++destroyed_by_[static_cast<std::size_t>(why)];
     creator_cv_.notify_one();  // capacity freed: waiters or min_idle may need a new one
+    // Once the slot is empty, nothing keeps this core alive for a returning lease: the handle's
+    // destructor may free it as soon as we unlock. Decide under the lock, and hold a reference
+    // while the callback runs.
+    const bool notify = static_cast<bool>(opts_.on_event);
+    if (notify) refs_.fetch_add(1, std::memory_order_relaxed);
     lk.unlock();
-    if (opts_.on_event) {
+    if (notify) {
       pool_event e;
       e.kind = event_kind::destroyed;
       e.reason = why;
       emit(e);
+      unref();
     }
   }
 
@@ -713,7 +761,10 @@ class pool_core final : public lease_home<resource_t<F>> {
     s.expires_at.store(lifetime_deadline(now), std::memory_order_relaxed);
     // Evicted while it was being made (say, a failover began): it points at the old backend.
     const bool evicted = generation != (epoch_.load(std::memory_order_relaxed) >> 1U);
-    const bool kept = !evicted && make_available(s, lk);
+    const bool kept = !evicted && make_available(s, lk, true);
+    // Not kept: hold it reserved (still counted live, as `created` already says) until
+    // destroy_owned frees it, so stats() snapshots stay consistent.
+    if (!kept) s.state.store(slot_state::reserved, std::memory_order_relaxed);
     lk.unlock();
     if (opts_.on_event) {
       pool_event e;
@@ -807,7 +858,7 @@ class pool_core final : public lease_home<resource_t<F>> {
         continue;
       }
       std::unique_lock lk(mutex_);
-      if (!make_available(s, lk)) {
+      if (!make_available(s, lk, check_due)) {
         lk.unlock();
         destroy_owned(s, destroy_reason::closed);
       }

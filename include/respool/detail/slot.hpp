@@ -2,6 +2,8 @@
 // One pooled resource's place in the pool: a cache line of its own with an atomic state word, so
 // claiming and returning it is one CAS that no other slot's traffic disturbs.
 #include <atomic>
+#include <cstdio>
+#include <cstdlib>
 #include <cstdint>
 #include <optional>
 
@@ -50,7 +52,21 @@ struct alignas(cache_line) slot {
   std::atomic<std::uint64_t> leak_reported{0};     // the acquisition number reported as leaked
 
   std::optional<R> resource;
+
+#if RESPOOL_DEBUG_CHECKS
+  // How many leases hold this slot: checked to be 0 or 1 at every grant and return.
+  std::atomic<int> debug_holders{0};
+#endif
 };
+
+// With RESPOOL_DEBUG_CHECKS, a broken invariant stops the program with a message instead of
+// corrupting a connection's session.
+[[noreturn]] inline void debug_check_failed(const char* what) noexcept {
+  std::fputs("respool: debug check failed: ", stderr);
+  std::fputs(what, stderr);
+  std::fputc('\n', stderr);
+  std::abort();
+}
 
 }  // namespace detail
 RESPOOL_NAMESPACE_END

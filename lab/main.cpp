@@ -1,0 +1,241 @@
+// respool-lab: how big should a pool be? Sweeps pool sizes under a mixed read/write workload
+// from many client threads and shows where throughput peaks and latency stays low, next to the
+// size respool::sizing recommends for this machine. `respool-lab --help` says what it does.
+#include <respool/errors.hpp>
+#include <respool/pool.hpp>
+#include <respool/sizing.hpp>
+#include <respool/version.hpp>
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <exception>
+#include <filesystem>
+#include <string>
+#include <system_error>
+#include <vector>
+
+#include "cli.hpp"
+#include "format.hpp"
+#include "measure.hpp"
+#include "report.hpp"
+#include "runner.hpp"
+#include "workload_sqlite.hpp"
+#if RESPOOL_LAB_WITH_POSTGRES
+#include "workload_postgres.hpp"
+#endif
+#if RESPOOL_LAB_WITH_REDIS
+#include "workload_redis.hpp"
+#endif
+
+namespace lab {
+namespace {
+
+/// The run failed for a reason outside the command line (exit code 1).
+class run_error : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+// Opens one connection through a pool of one, so an unreachable backend is reported the way the
+// pool reports it (and quickly), then lets the workload create its table on it.
+template <class Workload>
+void check_and_prepare(const options& o, Workload& w) {
+  using pool_type = respool::pool<typename Workload::factory_type, typename Workload::validator_type,
+                                  typename Workload::resetter_type>;
+  pool_type probe{w.make_factory(),
+                  respool::pool_options{.max_size = 1,
+                                        .acquire_timeout = std::min(o.acquire_timeout,
+                                                                    std::chrono::milliseconds(10'000)),
+                                        .name = "lab-probe"},
+                  w.make_validator(), w.make_resetter()};
+  typename pool_type::lease_type conn;
+  try {
+    conn = probe.acquire();
+  } catch (const respool::error& e) {
+    throw run_error("cannot reach the " + o.backend + " backend (" + w.describe() + "):\n  " +
+                    e.what());
+  }
+  try {
+    w.prepare(*conn);
+  } catch (const std::exception& e) {
+    throw run_error("cannot set up the " + o.backend + " workload: " + e.what());
+  }
+}
+
+template <class Workload>
+auto run_lab(const options& o, Workload&& w) -> int {
+  std::error_code ec;
+  std::filesystem::create_directories(o.out, ec);
+  if (ec) throw run_error("cannot create the output directory " + o.out.string() + ": " + ec.message());
+
+  const std::size_t cores = respool::sizing::hardware_cores();
+  const std::size_t recommended = respool::sizing::recommended_pool_size(cores, o.spindles);
+  std::vector<std::size_t> sizes = o.sizes;
+  if (sizes.empty()) {
+    sizes = default_sweep;
+    sizes.push_back(recommended);
+    std::sort(sizes.begin(), sizes.end());
+    sizes.erase(std::unique(sizes.begin(), sizes.end()), sizes.end());
+  }
+
+  check_and_prepare(o, w);
+
+  const bool tty = isatty(STDOUT_FILENO) == 1;
+  client_runner runner(o.use_thread_pool, o.clients);
+  const progress out(tty);
+  const std::size_t steps = sizes.size() + (o.unpooled ? 1 : 0);
+  const double estimate = static_cast<double>(steps) * (o.warmup_s + o.duration_s);
+
+  std::printf("respool-lab %s: %s\n", respool::version_string, w.describe().c_str());
+  std::printf(
+      "%zu clients (%s), %u%% reads / %u%% writes over %s accounts; pool sizes", o.clients,
+      runner.describe().c_str(), 100 - o.write_percent, o.write_percent,
+      grouped(static_cast<double>(o.accounts)).c_str());
+  for (std::size_t i = 0; i < sizes.size(); ++i) std::printf("%s%zu", i == 0 ? " " : ",", sizes[i]);
+  std::printf("%s; %s s warm-up + %s s each: about %s s\n", o.unpooled ? " and unpooled" : "",
+              seconds(o.warmup_s).c_str(), seconds(o.duration_s).c_str(),
+              fixed(estimate, 0).c_str());
+  std::fflush(stdout);
+
+  report r;
+  r.backend = w.name();
+  r.description = w.describe();
+  r.clients_on = runner.describe();
+  r.clients = o.clients;
+  r.write_percent = o.write_percent;
+  r.accounts = o.accounts;
+  r.duration_s = o.duration_s;
+  r.warmup_s = o.warmup_s;
+  r.acquire_timeout_ms = static_cast<long long>(o.acquire_timeout.count());
+  r.cores = cores;
+  r.spindles = o.spindles;
+  r.recommended = recommended;
+
+  const auto started = clock::now();
+  std::size_t step = 0;
+  auto label_for = [&](const std::string& what) {
+    ++step;
+    char buf[64];
+    std::snprintf(buf, sizeof buf, "[%zu/%zu] %-13s", step, steps, what.c_str());
+    return std::string(buf);
+  };
+  for (const std::size_t size : sizes) {
+    r.steps.push_back(run_pooled(o, w, size, label_for("pool size " + std::to_string(size)), runner, out));
+  }
+  if (o.unpooled) r.unpooled = run_unpooled(o, w, label_for("unpooled"), runner, out);
+  const double wall = std::chrono::duration<double>(clock::now() - started).count();
+
+  print_table(r);
+  std::printf("recommended by respool::sizing for this machine: %zu (%zu cores * 2 + %zu effective "
+              "spindle%s)\n",
+              recommended, cores, o.spindles, o.spindles == 1 ? "" : "s");
+  if (const step_result* best = r.best()) {
+    std::printf("measured best: %zu (%s req/s, p99 %s)", best->pool_size,
+                grouped(best->throughput).c_str(), milliseconds(best->p99_ms).c_str());
+    std::string close;
+    const step_result* smallest = nullptr;
+    for (const auto& s : r.steps) {
+      if (s.throughput >= 0.9 * best->throughput) {
+        close += (close.empty() ? "" : ", ") + std::to_string(s.pool_size);
+        if (smallest == nullptr) smallest = &s;
+      }
+    }
+    std::printf("; within 10%% of it: %s\n", close.c_str());
+    if (smallest != nullptr && smallest != best) {
+      std::printf("smallest size within 10%% of the best: %zu (%s req/s, p99 %s)\n",
+                  smallest->pool_size, grouped(smallest->throughput).c_str(),
+                  milliseconds(smallest->p99_ms).c_str());
+    }
+    // Little's law with the shortest hold time measured: the time the work itself needs a
+    // connection. At bigger sizes a connection is also held while its thread waits for a core,
+    // which inflates the hold time without doing any work.
+    const step_result* quickest = nullptr;
+    for (const auto& s : r.steps) {
+      if (s.requests > 0 && s.mean_hold_ms > 0 &&
+          (quickest == nullptr || s.mean_hold_ms < quickest->mean_hold_ms)) {
+        quickest = &s;
+      }
+    }
+    if (quickest != nullptr) {
+      const auto hold = std::chrono::duration<double, std::milli>(quickest->mean_hold_ms);
+      std::printf(
+          "Little's law: %s req/s (the best) x %s holding a connection (the shortest mean, at "
+          "pool size %zu) = %s busy on average; with 20%% headroom: %zu\n",
+          grouped(best->throughput).c_str(), milliseconds(quickest->mean_hold_ms).c_str(),
+          quickest->pool_size, fixed(best->throughput * quickest->mean_hold_ms / 1000.0, 1).c_str(),
+          respool::sizing::littles_law_size(best->throughput, hold, 1.2));
+    }
+    if (r.unpooled && r.unpooled->throughput > 0) {
+      std::printf("pooled at the best size vs a connection per request: %.1fx the throughput\n",
+                  best->throughput / r.unpooled->throughput);
+    }
+  }
+
+  const auto csv = o.out / ("pool-lab-" + o.backend + ".csv");
+  const auto chart = o.out / ("pool-lab-" + o.backend + ".svg");
+  try {
+    write_csv(csv, r);
+    write_svg(chart, r);
+  } catch (const std::exception& e) {
+    throw run_error(e.what());
+  }
+  std::printf("\nswept in %.0f s\nCSV:   %s\nchart: %s\n", wall, csv.string().c_str(),
+              chart.string().c_str());
+
+  if (r.best() == nullptr) {
+    std::fprintf(stderr, "respool-lab: no request succeeded at any pool size (see the errors above)\n");
+    return 1;
+  }
+  return 0;
+}
+
+auto run(const options& o) -> int {
+  if (o.backend == "sqlite") return run_lab(o, sqlite_workload(o));
+  if (o.backend == "postgres") {
+#if RESPOOL_LAB_WITH_POSTGRES
+    return run_lab(o, postgres_workload(o));
+#else
+    throw usage_error(
+        "this respool-lab was built without PostgreSQL support (libpq was not found when it was "
+        "configured: apt-get install libpq-dev, then reconfigure)");
+#endif
+  }
+  if (o.backend == "redis") {
+#if RESPOOL_LAB_WITH_REDIS
+    return run_lab(o, redis_workload(o));
+#else
+    throw usage_error(
+        "this respool-lab was built without Redis support (hiredis was not found when it was "
+        "configured: apt-get install libhiredis-dev, then reconfigure)");
+#endif
+  }
+  throw usage_error("unknown backend '" + o.backend + "'");
+}
+
+}  // namespace
+}  // namespace lab
+
+auto main(int argc, char** argv) -> int {
+  lab::options o;
+  try {
+    o = lab::parse(argc, argv);
+    if (o.help) {
+      std::fputs(lab::usage().c_str(), stdout);
+      return 0;
+    }
+    if (o.version) {
+      std::printf("respool-lab %s\n", respool::version_string);
+      return 0;
+    }
+    return lab::run(o);
+  } catch (const lab::usage_error& e) {
+    std::fprintf(stderr, "respool-lab: %s\nTry 'respool-lab --help' for the options.\n", e.what());
+    return 2;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "respool-lab: %s\n", e.what());
+    return 1;
+  }
+}

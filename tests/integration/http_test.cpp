@@ -1,0 +1,190 @@
+// respool against a real HTTP server: each test case starts its own nginx on 127.0.0.1 with a
+// free port and `keepalive_timeout 1s`, in a temp dir, and stops it even when the test fails.
+#include <respool/pool.hpp>
+
+#include <atomic>
+#include <chrono>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "backends/http.hpp"
+#include "load.hpp"
+#include "respool_catch.hpp"
+#include "servers.hpp"
+
+using namespace std::chrono_literals;
+namespace http = respool_examples::http;
+using respool_it::steady;
+
+namespace {
+
+auto port_of(const respool_it::nginx_server& s) -> std::uint16_t {
+  return static_cast<std::uint16_t>(s.port());
+}
+
+auto cause_text(const respool::error& e) -> std::string {
+  try {
+    if (e.cause()) std::rethrow_exception(e.cause());
+  } catch (const std::exception& inner) {
+    return inner.what();
+  }
+  return {};
+}
+
+}  // namespace
+
+TEST_CASE("64 threads through pools of 4 per host:port - the server never sees more than 4 each") {
+  respool_it::nginx_server one;
+  respool_it::nginx_server two;
+  http::pools web{{.max_size = 4, .acquire_timeout = 60s, .validate_after_idle = 0ms}};
+  // stub_status counts the asking connection too: the pool's share is one less.
+  respool_it::max_sampler on_one([&] { return one.active_connections().value_or(-100) - 1; }, 2ms);
+  respool_it::max_sampler on_two([&] { return two.active_connections().value_or(-100) - 1; }, 2ms);
+
+  constexpr int threads = 64;
+  constexpr int per_thread = 50;
+  std::atomic<int> ok{0}, failed{0}, finished{0};
+  std::vector<std::thread> workers;
+  for (int t = 0; t < threads; ++t) {
+    workers.emplace_back([&, t] {
+      const auto& server = t % 2 == 0 ? one : two;
+      for (int i = 0; i < per_thread; ++i) {
+        try {
+          auto r = web.request("127.0.0.1", port_of(server), "GET", "/");
+          if (r.status == 200 && r.body == "hello\n") ++ok;
+        } catch (const std::exception& e) {
+          if (failed++ == 0) UNSCOPED_INFO("first failure: " << e.what());
+        }
+      }
+      ++finished;
+    });
+  }
+  respool_it::join_or_die(workers, finished, 120s, "http load");
+  on_one.stop();
+  on_two.stop();
+
+  CHECK(failed == 0);
+  CHECK(ok == threads * per_thread);
+  CHECK(web.size() == 2);
+  CHECK(on_one.samples() > 2);
+  CHECK(on_one.max() >= 1);
+  CHECK(on_one.max() <= 4);
+  CHECK(on_two.max() >= 1);
+  CHECK(on_two.max() <= 4);
+  for (const auto* server : {&one, &two}) {
+    const auto s = web.for_endpoint("127.0.0.1", port_of(*server)).stats();
+    CHECK(s.total <= 4);
+    CHECK(s.created <= 4);
+    CHECK(s.acquired >= static_cast<std::uint64_t>(threads / 2 * per_thread));
+  }
+}
+
+TEST_CASE("connections nginx closed after keepalive_timeout are never handed out") {
+  respool_it::nginx_server server(1s);
+  http::pool_type pool{http::factory{{.host = "127.0.0.1", .port = port_of(server)}},
+                       {.max_size = 4, .acquire_timeout = 10s, .validate_after_idle = 0ms,
+                        .name = "http-idle"}};
+  {
+    std::vector<respool::lease<http::connection>> warm;
+    for (int i = 0; i < 4; ++i) {
+      warm.push_back(pool.acquire());
+      CHECK(warm.back()->request("GET", "/").status == 200);
+    }
+  }
+  REQUIRE(pool.stats().idle == 4);
+  REQUIRE(server.active_connections() == 5);  // ours and the one asking
+  // nginx closes them after 1 s of quiet; wait until it says it has.
+  REQUIRE(respool_it::wait_until([&] { return server.active_connections() == 1; }, 10s, 100ms));
+
+  // Straight on the connection (no retry wrapper): validation alone must keep dead ones away.
+  std::atomic<int> ok{0}, failed{0}, finished{0};
+  std::vector<std::thread> workers;
+  for (int t = 0; t < 8; ++t) {
+    workers.emplace_back([&] {
+      for (int i = 0; i < 10; ++i) {
+        try {
+          auto c = pool.acquire();
+          if (c->request("GET", "/").status == 200) ++ok;
+        } catch (const std::exception& e) {
+          if (failed++ == 0) UNSCOPED_INFO("first failure: " << e.what());
+        }
+      }
+      ++finished;
+    });
+  }
+  respool_it::join_or_die(workers, finished, 60s, "http idle-cut");
+  CHECK(failed == 0);
+  CHECK(ok == 80);
+  CHECK(pool.stats().destroyed(respool::destroy_reason::failed_validation) == 4);
+}
+
+TEST_CASE("server down when the pool starts: a fast error naming the endpoint") {
+  const auto port = static_cast<std::uint16_t>(respool_it::free_port());
+  http::pool_type pool{http::factory{{.host = "127.0.0.1", .port = port}},
+                       {.max_size = 4, .acquire_timeout = 10s, .name = "http-down"}};
+  const auto start = steady::now();
+  try {
+    auto c = pool.acquire();
+    FAIL("acquire should fail");
+  } catch (const respool::error& e) {
+    CHECK(steady::now() - start < 1s);
+    CHECK(e.code() == respool::errc::create_failed);
+    CHECK(std::string(e.what()).find("Connection refused") != std::string::npos);
+    CHECK(cause_text(e) == "http: connect to 127.0.0.1:" + std::to_string(port) +
+                               ": Connection refused");
+  }
+}
+
+TEST_CASE("a response with Connection: close retires its connection - the next caller gets a fresh one") {
+  respool_it::nginx_server server(10s);
+  http::pool_type pool{http::factory{{.host = "127.0.0.1", .port = port_of(server)}},
+                       {.max_size = 1, .acquire_timeout = 10s, .validate_after_idle = 0ms,
+                        .name = "http-close"}};
+  {
+    auto c = pool.acquire();
+    auto r = c->request("GET", "/close");
+    CHECK(r.status == 200);
+    CHECK(r.header("connection") == "close");
+    CHECK(!c->reusable());
+  }
+  CHECK(pool.stats().destroyed(respool::destroy_reason::failed_reset) == 1);
+  for (int i = 0; i < 3; ++i) {
+    auto c = pool.acquire();
+    CHECK(c->request("GET", "/").body == "hello\n");
+  }
+  const auto s = pool.stats();
+  CHECK(s.created == 2);  // one for /close, one kept alive for the three after it
+}
+
+TEST_CASE("server restarted under load: no hang, errors in time, full service within 2 s") {
+  respool_it::nginx_server server(10s);
+  constexpr auto acquire_timeout = 1000ms;
+  http::pool_type pool{http::factory{{.host = "127.0.0.1", .port = port_of(server)}},
+                       {.max_size = 4, .acquire_timeout = acquire_timeout,
+                        .validate_after_idle = 0ms, .name = "http-restart"}};
+  respool_it::recorded_load<http::pool_type> load(
+      pool, 16, [](http::connection& c) { return c.request("GET", "/").status == 200; },
+      acquire_timeout);
+  std::this_thread::sleep_for(1s);
+  const auto fault = steady::now();
+  server.kill9();
+  std::this_thread::sleep_for(500ms);
+  server.start();
+  const auto back = steady::now();
+  std::this_thread::sleep_for(3500ms);
+  load.stop();
+  const auto rep = respool_it::analyse_restart(load.records(), fault, back, 2s);
+  INFO(rep.summary());
+  INFO("first failure after settling: " << rep.first_settled_failure);
+  WARN("nginx restart: " << rep.summary());
+  CHECK(rep.before_failed == 0);
+  CHECK(rep.longest_acquire <= acquire_timeout + 1s);
+  CHECK(rep.settled_failed == 0);
+  CHECK(rep.dead_handed_out == 0);
+  CHECK(rep.settled_ok > 100);
+  CHECK(rep.resumed_after <= 2s);
+  const auto s = pool.stats();
+  CHECK(s.total == s.idle);
+  CHECK(s.created - s.destroyed() == s.total);
+}
