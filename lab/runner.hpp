@@ -170,17 +170,28 @@ auto measure_step(const options& o, std::size_t pool_size, const std::string& la
   const auto started = clock::now();
 
   runner.prepare(o.clients);
-  runner.start(o.clients, [&records, &now, &request, pool_size](std::size_t i) {
-    client_record& rec = records[i];
-    rng random(0x5eed0000ULL + pool_size * 100'003ULL + i);
-    while (true) {
-      const phase p = now.load(std::memory_order_acquire);
-      if (p == phase::stop) return;
-      if (!request(rec, random, p == phase::measure)) {
-        std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  try {
+    runner.start(o.clients, [&records, &now, &request, pool_size](std::size_t i) {
+      client_record& rec = records[i];
+      rng random(0x5eed0000ULL + pool_size * 100'003ULL + i);
+      while (true) {
+        const phase p = now.load(std::memory_order_acquire);
+        if (p == phase::stop) return;
+        if (!request(rec, random, p == phase::measure)) {
+          std::this_thread::sleep_for(std::chrono::milliseconds(10));
+        }
       }
+    });
+  } catch (...) {
+    // Some clients may run already (a thread could not be started for the others): stop and
+    // join them before `records` and `now` go away.
+    now.store(phase::stop, std::memory_order_release);
+    try {
+      runner.join();
+    } catch (...) {
     }
-  });
+    throw;
+  }
 
   auto measured = [&records] {
     std::uint64_t n = 0;
@@ -210,7 +221,9 @@ auto measure_step(const options& o, std::size_t pool_size, const std::string& la
   now.store(phase::stop, std::memory_order_release);
   const double seconds = std::chrono::duration<double>(clock::now() - window_start).count();
   runner.join();
-  // Requests that finished after the window closed are not counted: they fall outside it.
+  // A request counts if it started inside the window. Each client may finish one just after the
+  // window closed, and as many that started in the warm-up finished inside it uncounted: the
+  // two balance, within one request per client.
   step_result r = summarize(pool_size, records, seconds);
   out.done(label, r, std::chrono::duration<double>(clock::now() - started).count());
   return r;
