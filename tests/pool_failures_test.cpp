@@ -7,9 +7,11 @@
 #include <vector>
 
 #include "pool_test_support.hpp"
+#include "error_text.hpp"
 #include "respool_catch.hpp"
 
 using namespace std::chrono_literals;
+using respool_test::cause_text;
 using respool_test::eventually;
 using respool_test::manual_clock;
 using respool_test::resource;
@@ -17,15 +19,6 @@ using respool_test::test_factory;
 
 namespace {
 using manual_pool = respool::pool<test_factory, respool::always_valid, respool::no_reset, manual_clock>;
-
-auto cause_text(const respool::error& e) -> std::string {
-  try {
-    if (e.cause()) std::rethrow_exception(e.cause());
-  } catch (const std::exception& inner) {
-    return inner.what();
-  }
-  return "";
-}
 }  // namespace
 
 TEST_CASE("a failing factory never leaks capacity") {

@@ -10,10 +10,12 @@
 
 #include "backends/http.hpp"
 #include "load.hpp"
+#include "error_text.hpp"
 #include "respool_catch.hpp"
 #include "servers.hpp"
 
 using namespace std::chrono_literals;
+using respool_test::cause_text;
 namespace http = respool_examples::http;
 using respool_it::steady;
 
@@ -21,15 +23,6 @@ namespace {
 
 auto port_of(const respool_it::nginx_server& s) -> std::uint16_t {
   return static_cast<std::uint16_t>(s.port());
-}
-
-auto cause_text(const respool::error& e) -> std::string {
-  try {
-    if (e.cause()) std::rethrow_exception(e.cause());
-  } catch (const std::exception& inner) {
-    return inner.what();
-  }
-  return {};
 }
 
 }  // namespace

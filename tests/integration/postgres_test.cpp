@@ -11,10 +11,13 @@
 
 #include "backends/postgres.hpp"
 #include "load.hpp"
+#include "error_text.hpp"
 #include "respool_catch.hpp"
 #include "servers.hpp"
 
 using namespace std::chrono_literals;
+using respool_test::cause_text;
+using respool_test::contains;
 namespace pg = respool_examples::pg;
 using respool_it::steady;
 
@@ -30,19 +33,6 @@ auto admin(const respool_it::postgres_server& s) -> pg::connection {
 auto server_count(pg::connection& a, const std::string& app) -> long {
   return std::stol(a.scalar(("SELECT count(*) FROM pg_stat_activity WHERE application_name = '" +
                              app + "'").c_str()));
-}
-
-auto cause_text(const respool::error& e) -> std::string {
-  try {
-    if (e.cause()) std::rethrow_exception(e.cause());
-  } catch (const std::exception& inner) {
-    return inner.what();
-  }
-  return {};
-}
-
-auto contains(const std::string& hay, const std::string& needle) -> bool {
-  return hay.find(needle) != std::string::npos;
 }
 
 }  // namespace

@@ -12,10 +12,13 @@
 
 #include "backends/redis.hpp"
 #include "load.hpp"
+#include "error_text.hpp"
 #include "respool_catch.hpp"
 #include "servers.hpp"
 
 using namespace std::chrono_literals;
+using respool_test::cause_text;
+using respool_test::contains;
 namespace rd = respool_examples::redis;
 using respool_it::steady;
 
@@ -55,19 +58,6 @@ auto client_info(rd::connection& c, const std::string& field) -> std::string {
   if (at == std::string::npos) return "?";
   const auto start = at + field.size() + 2;
   return text.substr(start, text.find_first_of(" \n", start) - start);
-}
-
-auto cause_text(const respool::error& e) -> std::string {
-  try {
-    if (e.cause()) std::rethrow_exception(e.cause());
-  } catch (const std::exception& inner) {
-    return inner.what();
-  }
-  return {};
-}
-
-auto contains(const std::string& hay, const std::string& needle) -> bool {
-  return hay.find(needle) != std::string::npos;
 }
 
 }  // namespace

@@ -15,10 +15,12 @@
 
 #include "backends/sqlite.hpp"
 #include "load.hpp"
+#include "error_text.hpp"
 #include "respool_catch.hpp"
 #include "servers.hpp"
 
 using namespace std::chrono_literals;
+using respool_test::cause_text;
 namespace sq = respool_examples::sqlite;
 namespace fs = std::filesystem;
 using respool_it::steady;
@@ -38,15 +40,6 @@ auto open_descriptors(const fs::path& file) -> long {
     if (!lec && link == target) ++n;
   }
   return n;
-}
-
-auto cause_text(const respool::error& e) -> std::string {
-  try {
-    if (e.cause()) std::rethrow_exception(e.cause());
-  } catch (const std::exception& inner) {
-    return inner.what();
-  }
-  return {};
 }
 
 }  // namespace

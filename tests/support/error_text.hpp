@@ -1,0 +1,23 @@
+#pragma once
+// Reading respool errors in tests: the text of the exception behind `respool::error::cause()`.
+#include <respool/errors.hpp>
+
+#include <exception>
+#include <string>
+
+namespace respool_test {
+
+inline auto cause_text(const respool::error& e) -> std::string {
+  try {
+    if (e.cause()) std::rethrow_exception(e.cause());
+  } catch (const std::exception& inner) {
+    return inner.what();
+  }
+  return {};
+}
+
+inline auto contains(const std::string& hay, const std::string& needle) -> bool {
+  return hay.find(needle) != std::string::npos;
+}
+
+}  // namespace respool_test
