@@ -37,23 +37,13 @@ TEST_CASE("64 threads through pools of 4 per host:port - the server never sees m
 
   constexpr int threads = 64;
   constexpr int per_thread = 50;
-  std::atomic<int> ok{0}, failed{0}, finished{0};
-  std::vector<std::thread> workers;
-  for (int t = 0; t < threads; ++t) {
-    workers.emplace_back([&, t] {
-      const auto& server = t % 2 == 0 ? one : two;
-      for (int i = 0; i < per_thread; ++i) {
-        try {
-          auto r = web.request("127.0.0.1", port_of(server), "GET", "/");
-          if (r.status == 200 && r.body == "hello\n") ++ok;
-        } catch (const std::exception& e) {
-          if (failed++ == 0) UNSCOPED_INFO("first failure: " << e.what());
-        }
-      }
-      ++finished;
-    });
-  }
-  respool_it::join_or_die(workers, finished, 120s, "http load");
+  const auto [ok, failed, first_failure] = respool_it::run_workers(
+      threads, per_thread, 120s, "http load", [&](int t, int /*iteration*/) -> bool {
+        const auto& server = t % 2 == 0 ? one : two;
+        auto r = web.request("127.0.0.1", port_of(server), "GET", "/");
+        return r.status == 200 && r.body == "hello\n";
+      });
+  INFO("first failure: " << first_failure);
   on_one.stop();
   on_two.stop();
 
@@ -91,22 +81,12 @@ TEST_CASE("connections nginx closed after keepalive_timeout are never handed out
   REQUIRE(respool_it::wait_until([&] { return server.active_connections() == 1; }, 10s, 100ms));
 
   // Straight on the connection (no retry wrapper): validation alone must keep dead ones away.
-  std::atomic<int> ok{0}, failed{0}, finished{0};
-  std::vector<std::thread> workers;
-  for (int t = 0; t < 8; ++t) {
-    workers.emplace_back([&] {
-      for (int i = 0; i < 10; ++i) {
-        try {
-          auto c = pool.acquire();
-          if (c->request("GET", "/").status == 200) ++ok;
-        } catch (const std::exception& e) {
-          if (failed++ == 0) UNSCOPED_INFO("first failure: " << e.what());
-        }
-      }
-      ++finished;
-    });
-  }
-  respool_it::join_or_die(workers, finished, 60s, "http idle-cut");
+  const auto [ok, failed, first_failure] = respool_it::run_workers(
+      8, 10, 60s, "http idle-cut", [&](int /*thread*/, int /*iteration*/) -> bool {
+        auto c = pool.acquire();
+        return c->request("GET", "/").status == 200;
+      });
+  INFO("first failure: " << first_failure);
   CHECK(failed == 0);
   CHECK(ok == 80);
   CHECK(pool.stats().destroyed(respool::destroy_reason::failed_validation) == 4);

@@ -73,26 +73,16 @@ TEST_CASE("64 threads through a pool of 4 run every command - the server never s
 
   constexpr int threads = 64;
   constexpr int per_thread = 100;
-  std::atomic<int> ok{0}, failed{0}, finished{0};
-  std::vector<std::thread> workers;
-  for (int t = 0; t < threads; ++t) {
-    workers.emplace_back([&, t] {
-      const auto key = "respool:it:" + std::to_string(t);
-      for (int i = 0; i < per_thread; ++i) {
-        try {
-          auto c = cache.acquire();
-          c->command_ok({"INCR", "respool:it:total"});
-          c->command_ok({"SET", key, std::to_string(i)});
-          auto r = c->command_ok({"GET", key});
-          if (rd::text_of(r.get()) == std::to_string(i)) ++ok;
-        } catch (const std::exception& e) {
-          if (failed++ == 0) UNSCOPED_INFO("first failure: " << e.what());
-        }
-      }
-      ++finished;
-    });
-  }
-  respool_it::join_or_die(workers, finished, 120s, "redis load");
+  const auto [ok, failed, first_failure] = respool_it::run_workers(
+      threads, per_thread, 120s, "redis load", [&](int t, int i) -> bool {
+        const auto key = "respool:it:" + std::to_string(t);
+        auto c = cache.acquire();
+        c->command_ok({"INCR", "respool:it:total"});
+        c->command_ok({"SET", key, std::to_string(i)});
+        auto r = c->command_ok({"GET", key});
+        return rd::text_of(r.get()) == std::to_string(i);
+      });
+  INFO("first failure: " << first_failure);
   on_server.stop();
   in_pool.stop();
 
@@ -130,23 +120,13 @@ void check_idle_connections_killed(rd::validator v) {
   CHECK(killed->integer == 4);
   REQUIRE(respool_it::wait_until([&] { return server_count(a, name) == 0; }, 10s));
 
-  std::atomic<int> ok{0}, failed{0}, finished{0};
-  std::vector<std::thread> workers;
-  for (int t = 0; t < 8; ++t) {
-    workers.emplace_back([&] {
-      for (int i = 0; i < 10; ++i) {
-        try {
-          auto c = cache.acquire();
-          auto r = c->command_ok({"PING"});
-          ++ok;
-        } catch (const std::exception& e) {
-          if (failed++ == 0) UNSCOPED_INFO("first failure: " << e.what());
-        }
-      }
-      ++finished;
-    });
-  }
-  respool_it::join_or_die(workers, finished, 60s, "redis idle-cut");
+  const auto [ok, failed, first_failure] = respool_it::run_workers(
+      8, 10, 60s, "redis idle-cut", [&](int /*thread*/, int /*iteration*/) -> bool {
+        auto c = cache.acquire();
+        auto r = c->command_ok({"PING"});
+        return true;
+      });
+  INFO("first failure: " << first_failure);
   CHECK(failed == 0);
   CHECK(ok == 80);
   CHECK(cache.stats().destroyed(respool::destroy_reason::failed_validation) == 4);

@@ -61,31 +61,21 @@ TEST_CASE("64 threads through a pool of 4 on a WAL file: every operation succeed
 
   constexpr int threads = 64;
   constexpr int per_thread = 40;
-  std::atomic<int> ok{0}, failed{0}, finished{0};
-  std::vector<std::thread> workers;
-  for (int t = 0; t < threads; ++t) {
-    workers.emplace_back([&, t] {
-      for (int i = 0; i < per_thread; ++i) {
-        try {
-          auto c = db.acquire();
-          if (i % 2 == 0) {
-            auto ins = c->prepare("INSERT INTO items (thread, n) VALUES (?1, ?2)");
-            ins.bind(1, std::int64_t{t}).bind(2, std::int64_t{i});
-            ins.run();
-          } else {
-            auto q = c->prepare("SELECT count(*) FROM items WHERE thread = ?1");
-            q.bind(1, std::int64_t{t});
-            if (!q.step() || q.column_int64(0) < 1) throw std::runtime_error("own insert not visible");
-          }
-          ++ok;
-        } catch (const std::exception& e) {
-          if (failed++ == 0) UNSCOPED_INFO("first failure: " << e.what());
+  const auto [ok, failed, first_failure] = respool_it::run_workers(
+      threads, per_thread, 120s, "sqlite load", [&](int t, int i) -> bool {
+        auto c = db.acquire();
+        if (i % 2 == 0) {
+          auto ins = c->prepare("INSERT INTO items (thread, n) VALUES (?1, ?2)");
+          ins.bind(1, std::int64_t{t}).bind(2, std::int64_t{i});
+          ins.run();
+        } else {
+          auto q = c->prepare("SELECT count(*) FROM items WHERE thread = ?1");
+          q.bind(1, std::int64_t{t});
+          if (!q.step() || q.column_int64(0) < 1) throw std::runtime_error("own insert not visible");
         }
-      }
-      ++finished;
-    });
-  }
-  respool_it::join_or_die(workers, finished, 120s, "sqlite load");
+        return true;
+      });
+  INFO("first failure: " << first_failure);
   open_files.stop();
   in_pool.stop();
 

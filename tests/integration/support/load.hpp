@@ -100,6 +100,38 @@ inline void join_or_die(std::vector<std::thread>& threads, std::atomic<int>& fin
   for (auto& t : threads) t.join();
 }
 
+/// What `run_workers` counted.
+struct worker_counts {
+  int ok = 0;
+  int failed = 0;
+  std::string first_failure;  // what the first exception said
+};
+
+/// Runs `op(thread, iteration)` `per_thread` times on each of `threads` threads: `true` counts as
+/// ok, an exception as failed. Ends the process if a thread still runs after `limit` (see
+/// join_or_die).
+template <class Op>
+auto run_workers(int threads, int per_thread, std::chrono::milliseconds limit, const char* what,
+                 Op op) -> worker_counts {
+  std::atomic<int> ok{0}, failed{0}, finished{0};
+  std::string first_failure;  // written by the first failing thread only, read after the join
+  std::vector<std::thread> workers;
+  for (int t = 0; t < threads; ++t) {
+    workers.emplace_back([&, t] {
+      for (int i = 0; i < per_thread; ++i) {
+        try {
+          if (op(t, i)) ++ok;
+        } catch (const std::exception& e) {
+          if (failed++ == 0) first_failure = e.what();
+        }
+      }
+      ++finished;
+    });
+  }
+  join_or_die(workers, finished, limit, what);
+  return {ok.load(), failed.load(), std::move(first_failure)};
+}
+
 /// One operation of a load run: when it started, how long the acquire took, how it ended.
 struct op_record {
   enum class outcome { ok, acquire_failed, op_failed };
