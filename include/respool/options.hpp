@@ -13,6 +13,7 @@
  */
 #include <chrono>
 #include <cstddef>
+#include <cstdint>
 #include <functional>
 #include <limits>
 #include <stdexcept>
@@ -45,17 +46,32 @@ struct pool_options {
   duration validate_after_idle = std::chrono::milliseconds(500);
   /// Background validation of idle resources this often; 0 disables.
   duration keepalive_interval = duration::zero();
-  /// More waiters than this are refused at once with `errc::exhausted` (load shedding).
+  /// More waiters than this are refused at once with `errc::exhausted` (load shedding). At
+  /// least 1: `acquire(0ms)` and `try_acquire()` are the calls that never wait.
   std::size_t max_waiters = std::numeric_limits<std::size_t>::max();
-  /// Backoff after a failed creation: starts here, doubles per failure, capped at the max,
-  /// jittered down by up to half. While backing off with nothing idle, acquire fails fast.
+  /// How many factory calls may be in flight at once (on the pool's background threads), so
+  /// one connect that hangs does not stop the others.
+  std::size_t create_concurrency = 2;
+  /// After this many creation failures in a row the backend counts as down: with nothing idle
+  /// or in use, callers fail fast with `errc::backend_unavailable` until the next attempt is
+  /// due, and that attempt is a single probe whose success ends it. Below it, a failed creation
+  /// is retried at once and callers keep waiting (a flaky backend is not a down one).
+  std::uint32_t fail_fast_after = 3;
+  /// Once the backend counts as down, attempts back off: from here, doubling per failure,
+  /// capped at the max, jittered down by up to half.
   duration create_backoff_min = std::chrono::milliseconds(50);
   duration create_backoff_max = std::chrono::seconds(1);
+  /// Eventual fairness: a running thread may take a returned resource ahead of a queued
+  /// waiter (barging, which keeps the CPU busy with a thread that is already running) while
+  /// the oldest waiter has waited less than this; after that, the next return goes straight
+  /// to it. 0 is strict FIFO: every return goes to the oldest waiter.
+  std::chrono::microseconds fairness_window = std::chrono::microseconds(500);
   /// A lease held longer than this is reported once (event `leak_suspected`); 0 disables.
   duration leak_threshold = duration::zero();
   /// The background housekeeper's period: idle timeout, lifetime, keepalive and leak checks
   /// run this often, and the pool's coarse clock (used on the fast path) ticks at this
   /// resolution. 0 runs no housekeeping thread: call `pool::run_maintenance()` yourself.
+  /// At most `max_housekeeping_interval`.
   duration housekeeping_interval = std::chrono::milliseconds(100);
   /// Names the pool in errors and events.
   std::string name = "pool";
@@ -63,12 +79,19 @@ struct pool_options {
   /// pool's lock held, possibly from several threads at once; must not throw.
   std::function<void(const pool_event&)> on_event{};
 
+  /// The largest `max_size`: slot indices are 32-bit and each slot takes two cache lines.
+  static constexpr std::size_t max_size_limit = std::size_t{1} << 24U;
+  /// The longest housekeeping period: the coarse clock used on the fast path (lifetimes,
+  /// validate-after-idle) is at most this stale.
+  static constexpr duration max_housekeeping_interval = std::chrono::hours(1);
+
   /// Throws `std::invalid_argument` naming the first bad field.
   void validate() const {
     auto fail = [this](const char* field, const char* why) {
       throw std::invalid_argument("respool pool_options for '" + name + "': " + field + " " + why);
     };
     if (max_size == 0) fail("max_size", "must be at least 1");
+    if (max_size > max_size_limit) fail("max_size", "must be at most 16,777,216");
     if (min_idle > max_size) fail("min_idle", "must not exceed max_size");
     if (acquire_timeout < duration::zero()) fail("acquire_timeout", "must not be negative");
     if (idle_timeout < duration::zero()) fail("idle_timeout", "must not be negative (0 disables)");
@@ -77,12 +100,22 @@ struct pool_options {
       fail("validate_after_idle", "must not be negative (0 validates every borrow)");
     if (keepalive_interval < duration::zero())
       fail("keepalive_interval", "must not be negative (0 disables)");
+    if (max_waiters == 0)
+      fail("max_waiters", "must be at least 1 (acquire(0ms) and try_acquire() never wait)");
+    if (create_concurrency == 0) fail("create_concurrency", "must be at least 1");
+    if (fail_fast_after == 0) fail("fail_fast_after", "must be at least 1");
+    if (fairness_window < std::chrono::microseconds::zero())
+      fail("fairness_window", "must not be negative (0 is strict FIFO)");
+    if (fairness_window > std::chrono::seconds(10))
+      fail("fairness_window", "must be at most 10 s");
     if (create_backoff_min <= duration::zero()) fail("create_backoff_min", "must be positive");
     if (create_backoff_max < create_backoff_min)
       fail("create_backoff_max", "must not be below create_backoff_min");
     if (leak_threshold < duration::zero()) fail("leak_threshold", "must not be negative (0 disables)");
     if (housekeeping_interval < duration::zero())
       fail("housekeeping_interval", "must not be negative (0: no background housekeeping)");
+    if (housekeeping_interval > max_housekeeping_interval)
+      fail("housekeeping_interval", "must be at most 1 hour (0: no background housekeeping)");
     if (name.empty()) fail("name", "must not be empty");
   }
 };

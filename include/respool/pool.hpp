@@ -17,11 +17,17 @@
  * auto l = db.acquire(50ms, ec);              // non-throwing form
  * ```
  *
- * Thread safety: every member may be called from any thread. The factory is called from one
- * thread at a time (the pool's creator thread, or the constructor); the validator and resetter
- * may run concurrently on different resources, so they must not share unsynchronised state.
+ * Thread safety: every member may be called from any thread. The factory runs on the pool's
+ * background threads (and on the constructing thread for `min_idle`), up to
+ * `create_concurrency` calls at once; the validator, resetter and destructor may run
+ * concurrently on different resources, so none of them may share unsynchronised state.
+ *
+ * User code cannot hold the pool hostage: `close()` and `~pool()` return without waiting for a
+ * factory call or keepalive ping that hangs (what it eventually returns is destroyed then), so
+ * the factory, validator and what they refer to must outlive their last call, not the pool.
  */
 #include <chrono>
+#include <cstdint>
 #include <optional>
 #include <source_location>
 #include <system_error>
@@ -89,6 +95,8 @@ class pool {
 
   /// Waits up to `options().acquire_timeout`. Throws `respool::error`: `timeout`, `closed`,
   /// `exhausted`, `create_failed` or `backend_unavailable` (with the factory's error as cause).
+  /// Any duration type may be given to the overloads below; `acquire(0ms)` never queues or
+  /// spins: a resource idle now, or `timeout` at once.
   [[nodiscard]] auto acquire(std::source_location where = std::source_location::current())
       -> lease_type {
     return acquire(core_->options().acquire_timeout, where);
@@ -125,16 +133,19 @@ class pool {
   /// A snapshot: counts, counters and wait times. Takes the pool's lock briefly.
   [[nodiscard]] auto stats() const -> pool_stats { return core_->stats(); }
 
-  /// Failover: idle resources are closed now, leased ones when they come back, and ones being
-  /// created when they are done.
+  /// Failover: idle resources are closed now (on this thread), leased ones when they come
+  /// back, and ones being created or under a keepalive check when that ends; none of them is
+  /// lent again.
   void evict_all() { core_->evict_all(); }
 
   /// Refuses new acquires, wakes waiters with `errc::closed`, closes idle resources, stops the
-  /// background threads. Leased resources are closed when they come back. Idempotent.
+  /// background threads. Leased resources are closed when they come back; a factory call or
+  /// ping still running is not waited for (its resource is closed when it returns). Idempotent.
   void close() { core_->close(); }
 
-  /// One housekeeping pass now (the background housekeeper runs it every
-  /// `housekeeping_interval`): ticks the coarse clock, retires idle and expired resources, runs
+  /// One housekeeping pass now, on this thread, with the user code it leads to (the background
+  /// housekeeper plans the same pass every `housekeeping_interval` and leaves the user code to
+  /// background workers): ticks the coarse clock, retires idle and expired resources, runs
   /// keepalive validation, reports leaks, wakes waiters whose deadline passed, refills min_idle.
   /// With a manual test clock, advance the clock and call this.
   void run_maintenance() { core_->run_maintenance(); }
@@ -147,12 +158,8 @@ class pool {
     return o;
   }
   template <class Rep, class Period>
-  static auto clamp(std::chrono::duration<Rep, Period> d) -> std::chrono::nanoseconds {
-    using ns = std::chrono::nanoseconds;
-    if (d <= std::chrono::duration<Rep, Period>::zero()) return ns::zero();
-    if (d >= std::chrono::duration_cast<std::chrono::duration<Rep, Period>>(std::chrono::hours(24 * 365 * 100)))
-      return ns::max();
-    return std::chrono::duration_cast<ns>(d);
+  static auto clamp(std::chrono::duration<Rep, Period> d) noexcept -> std::int64_t {
+    return detail::saturating_ns(d);  // any duration type: negative is 0, huge is forever
   }
 
   core_type* core_;

@@ -1,29 +1,50 @@
 #pragma once
-// The pool's shared state and all its logic. `respool::pool` is a thin handle around it; leases
-// point into it, so it lives until the handle and the last outstanding lease are both gone.
+// The pool's policies and background work, built on the mechanism in slot_table.hpp (slots,
+// their states, the idle index, the control word) and waiter_queue.hpp. `respool::pool` is a
+// thin handle around it; leases point into it, so it lives until the handle, the last
+// outstanding lease and the last background thread are all gone.
 //
-// Concurrency in one paragraph. Each slot has an atomic state word. The fast path claims an idle
-// slot with one CAS (idle -> in_use) and returns it with one CAS (in_use -> idle), touching no
-// lock and no shared counter. Callers who find nothing idle take the mutex, announce themselves
-// in `waiters_`, rescan, and queue (FIFO). While anyone is queued, every leased slot carries the
-// `wanted` flag, so its return CAS fails and the holder hands the resource straight to the oldest
-// waiter under the lock. The announcement and the flag close the lost-wake-up window: a waiter
-// increments `waiters_` before it scans (and flags what it sees leased), and a fast acquirer
-// reads `waiters_` after its claiming CAS and flags its own slot if someone is waiting; with
-// sequentially consistent order one of the two must see the other. Creation runs on a background
-// creator thread, so a waiter is served by whichever comes first: a return or a new resource.
+// Who runs what:
+//  - Callers claim idle slots lock-free, validate on borrow (only before their deadline), and
+//    otherwise queue as waiters.
+//  - A holder returning a lease resets it, then returns it lock-free, or under the lock hands
+//    it to a waiter.
+//  - The housekeeper thread ticks the coarse clock and decides what housekeeping is due. It
+//    never runs user code, so a hung ping or destructor cannot stop the clock.
+//  - Background workers (pool_workers.hpp) run every factory call, keepalive ping and
+//    retirement destructor, and the events those raise. A worker stuck in user code holds up
+//    only itself.
+//
+// Invariants (besides S1-S4 in slot_table.hpp and Q1-Q3 in waiter_queue.hpp):
+//  P1. live_ counts the slots that are not empty and creating_ the ones creating; both change
+//      only under mutex_. The free list holds exactly the empty slots.
+//  P2. A waiter is counted in the control word while queued (added and removed under mutex_).
+//  P3. (No lost wake-up.) While a slot is idle and waiters are queued, some queued waiter is
+//      awake: not parked, or notified. Whoever makes a slot idle while waiters are queued
+//      notifies one that is not yet notified (notify_one_locked, under mutex_); a notified
+//      waiter scans again before it may park; a waiter that leaves without a slot passes its
+//      notification on; a waiter that met a returning slot scans again instead of parking.
+//  P4. (Eventual fairness.) A return goes straight to the oldest waiter once that waiter has
+//      waited fairness_window (in strict mode, always), or to a waiter that is spinning;
+//      otherwise it goes idle for whoever runs first, and a waiter is woken to try.
+//  P5. refs_ = 1 for the handle + 1 per live worker + 1 per orphaned lease + 1 per callback
+//      or destruction that runs on a caller's thread; the core deletes itself at 0. The
+//      handle's destruction waits for every returning slot, so no return is half-way through
+//      the pool's memory when the handle lets go.
 #include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
+#include <deque>
 #include <exception>
-#include <limits>
 #include <memory>
 #include <mutex>
+#include <new>
 #include <optional>
 #include <random>
 #include <source_location>
+#include <stdexcept>
 #include <string>
 #include <thread>
 #include <type_traits>
@@ -36,8 +57,13 @@
 #include "../lease.hpp"
 #include "../options.hpp"
 #include "../stats.hpp"
-#include "slot.hpp"
+#include "creation_policy.hpp"
+#include "pool_settings.hpp"
+#include "pool_time.hpp"
+#include "slot_table.hpp"
+#include "test_hooks.hpp"
 #include "thread_hint.hpp"
+#include "waiter_queue.hpp"
 
 RESPOOL_NAMESPACE_BEGIN
 namespace detail {
@@ -64,32 +90,42 @@ inline auto to_site(const std::source_location& loc) noexcept -> acquire_site {
   return {loc.file_name(), loc.function_name(), loc.line()};
 }
 
+inline void cpu_relax() noexcept {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#elif defined(__aarch64__)
+  asm volatile("yield");
+#endif
+}
+
+// Real time for spinning and the fairness window: scheduling is about real time, whatever
+// clock the pool's deadlines and lifetimes use.
+inline auto steady_ns() noexcept -> std::int64_t {
+  return std::chrono::duration_cast<ns>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+
 template <class F, class V, class S, class Clock>
 class pool_core final : public lease_home<resource_t<F>> {
  public:
   using R = resource_t<F>;
   using slot_type = slot<R>;
-  using ns = std::chrono::nanoseconds;
 
   pool_core(F f, pool_options options, V v, S s)
       : factory_(std::move(f)),
         validator_(std::move(v)),
         resetter_(std::move(s)),
         opts_(std::move(options)),
-        size_(opts_.max_size),
-        slots_(std::make_unique<slot_type[]>(opts_.max_size)),
+        cfg_(pool_settings::from(opts_)),
+        table_(make_table(opts_.max_size)),
+        breaker_(cfg_.fail_fast_after, cfg_.backoff_min, cfg_.backoff_max),
         rng_(std::random_device{}()) {
-    for (std::size_t i = 0; i < size_; ++i) slots_[i].index = static_cast<std::uint32_t>(i);
-    coarse_now_.store(now_ns(), std::memory_order_relaxed);
+    free_slots_.reserve(cfg_.max_size);
+    for (std::size_t i = cfg_.max_size; i-- > 0;) free_slots_.push_back(static_cast<std::uint32_t>(i));
+    coarse_now_.store(clock_.now(), std::memory_order_relaxed);
+    // The housekeeper first: if it cannot start, nothing else has (a worker would outlive the
+    // memory a throwing constructor frees).
+    if (cfg_.housekeeping > 0) housekeeper_ = std::thread([this] { housekeeper_loop(); });
     prewarm();
-    creator_ = std::thread([this] { creator_loop(); });
-    try {
-      if (opts_.housekeeping_interval > ns::zero())
-        housekeeper_ = std::thread([this] { housekeeper_loop(); });
-    } catch (...) {
-      stop_and_join();
-      throw;
-    }
   }
 
   pool_core(const pool_core&) = delete;
@@ -97,47 +133,48 @@ class pool_core final : public lease_home<resource_t<F>> {
 
   // ---------------------------------------------------------------- acquire
 
-  auto acquire(ns timeout, const std::source_location& where, acquire_failure* fail)
+  auto acquire(std::int64_t timeout, const std::source_location& where, acquire_failure* fail)
       -> lease<R> {
     const auto site = to_site(where);
-    // The clock is read only once this acquire does something slow (validates or queues), so
-    // the uncontended path reads none; the timeout counts from that first reading.
-    std::int64_t started = 0;
+    // Pool time is read only once this acquire does something slow (validates or queues), so
+    // the uncontended path reads no clock; the deadline counts from that first reading.
+    std::int64_t deadline = 0;
+    waiter w;
     for (;;) {
-      if (closed()) return failed(fail, errc::closed, "the pool is closed");
       slot_type* s = nullptr;
-      if (waiters_.load(std::memory_order_seq_cst) == 0) s = claim_idle(hint());
+      bool fresh = false;
+      if (!cfg_.strict_fifo() || table_.control().load().waiters() == 0) s = claim();
       if (s == nullptr) {
-        if (started == 0) started = now_ns();
-        bool fresh = false;
-        s = wait_for_slot(saturating_add(started, timeout.count()), timeout, fail, fresh);
+        if (deadline == 0) deadline = add_sat(clock_.now(), timeout);
+        if (timeout == 0) return refuse_at_once(fail);
+        s = wait_for_slot(w, deadline, timeout, fail, fresh);
         if (s == nullptr) return {};
-        if (fresh) return grant(*s, site);
       }
-      if (borrow_check(*s, started)) return grant(*s, site);
-      // It failed validation (or expired) and is gone. Validators that fail slowly (a server
-      // that hangs) must not stretch the caller's timeout: check it before trying again.
-      if (started != 0 && now_ns() >= saturating_add(started, timeout.count()))
+      if (fresh) return grant(*s, site);
+      switch (borrow_check(*s, deadline, timeout)) {
+        case borrow::ok: return grant(*s, site);
+        case borrow::too_late: return timed_out(fail, timeout, "; no time left to validate");
+        case borrow::retired: break;
+      }
+      // It failed validation (or expired) and is gone. Validators that fail slowly must not
+      // stretch the caller's timeout: check it before trying again.
+      const auto t = clock_.now();
+      if (deadline == 0) deadline = add_sat(t, timeout);
+      if (t > deadline)
         return timed_out(fail, timeout, "; idle resources kept failing validation");
     }
   }
 
   auto try_acquire(const std::source_location& where) -> std::optional<lease<R>> {
     const auto site = to_site(where);
-    while (!closed() && waiters_.load(std::memory_order_seq_cst) == 0) {
-      slot_type* s = claim_idle(hint());
+    std::int64_t deadline = 0;
+    while (!cfg_.strict_fifo() || table_.control().load().waiters() == 0) {
+      slot_type* s = claim();
       if (s == nullptr) break;
-      std::int64_t unused_clock = 0;
-      if (borrow_check(*s, unused_clock)) return grant(*s, site);
+      if (borrow_check(*s, deadline, 0) == borrow::ok) return grant(*s, site);
+      if (deadline != 0 && clock_.now() > deadline) return std::nullopt;
     }
-    // Nothing idle: ask the creator for a spare so that a later try can succeed.
-    if (!closed()) {
-      std::lock_guard lk(mutex_);
-      if (spare_requests_ == 0) {
-        spare_requests_ = 1;
-        creator_cv_.notify_one();
-      }
-    }
+    request_spare();
     return std::nullopt;
   }
 
@@ -148,121 +185,84 @@ class pool_core final : public lease_home<resource_t<F>> {
     if (s.debug_holders.fetch_sub(1, std::memory_order_relaxed) != 1)
       debug_check_failed("a lease returned a resource it did not hold alone");
 #endif
-    std::optional<destroy_reason> why;
-    if (discard) {
-      why = destroy_reason::discarded;
-    } else {
-      if constexpr (!std::is_same_v<S, no_reset>) {
-        try {
-          if (!invoke_reset(resetter_, *s.resource)) why = destroy_reason::failed_reset;
-        } catch (...) {
-          why = destroy_reason::failed_reset;
-        }
-      }
-      if (!why && opts_.max_uses != 0 && ++s.uses >= opts_.max_uses) why = destroy_reason::max_uses;
-    }
     const auto now = coarse_now_.load(std::memory_order_relaxed);
-    if (!why && now >= s.expires_at.load(std::memory_order_relaxed)) why = destroy_reason::lifetime;
-    const auto ep = epoch_.load(std::memory_order_acquire);
-    if (!why && (ep & closed_bit) != 0) why = destroy_reason::closed;
-    if (!why && s.generation != (ep >> 1U)) why = destroy_reason::evicted;
-    if (opts_.leak_threshold > ns::zero()) report_leak_return(s, now);
+    if (cfg_.leak_threshold != never_ns) report_leak_return(s, now);
+    // Decide before resetting: a resource about to be destroyed is not reset.
+    auto why = retire_reason(s, discard, now);
+    if (!why && !invoke_resetter(s)) why = destroy_reason::failed_reset;
     s.last_used.store(now, std::memory_order_relaxed);
     tls_hints.remember(id_, s.index);
-
     if (why) {
-      destroy_owned(s, *why);
+      retire(s, *why);
       return;
     }
-    std::uint32_t expected = slot_state::in_use;
-    if (s.state.compare_exchange_strong(expected, slot_state::idle, std::memory_order_release,
-                                        std::memory_order_relaxed))
-      return;  // the fast path: nobody waits
-    if ((expected & slot_state::orphaned) != 0) {
-      drop_orphan(s);
-      return;
-    }
-    // Wanted (waiters queued, or the pool closed): hand it to the oldest waiter.
-    std::unique_lock lk(mutex_);
-    if ((s.state.load(std::memory_order_relaxed) & slot_state::orphaned) != 0) {
-      lk.unlock();
-      drop_orphan(s);
-      return;
-    }
-    if (!make_available(s, lk, false)) {
-      lk.unlock();
-      destroy_owned(s, destroy_reason::closed);
-    }
+    return_slot(s);
   }
 
   // ---------------------------------------------------------------- maintenance
 
+  /// One housekeeping pass on the calling thread, including the user code it leads to
+  /// (keepalive pings, destructors, events), which the background pass leaves to workers.
   void run_maintenance() {
-    const auto now = now_ns();
-    coarse_now_.store(now, std::memory_order_relaxed);
-    if (closed()) return;
-    if (opts_.leak_threshold > ns::zero()) detect_leaks(now);
-    retire_and_check_idle(now);
-    std::lock_guard lk(mutex_);
-    // Waiters sleep on the pool's clock; a manual clock only moves when told, so wake those whose
-    // deadline has passed to let them notice.
-    for (waiter* w = queue_head_; w != nullptr; w = w->next)
-      if (w->deadline <= now) w->cv.notify_one();
-    creator_cv_.notify_one();  // refill min_idle; retry after backoff
+    plan_maintenance(clock_.now(), true);
+    run_pending_jobs();
   }
 
   void evict_all() {
     {
       std::lock_guard lk(mutex_);
-      epoch_.fetch_add(2, std::memory_order_acq_rel);  // the generation lives above the closed bit
+      table_.control().next_generation();
     }
-    destroy_idle(destroy_reason::evicted);
+    // Idle ones now, on this thread ("failover: close the old connections"); leased ones on
+    // return; ones being created or checked when that ends (every hand-off checks the
+    // generation).
+    for (std::size_t i = 0; i < table_.size(); ++i) {
+      auto& s = table_[i];
+      if (slot_table<R>::try_reserve(s)) destroy_reserved(s, destroy_reason::evicted);
+    }
     std::lock_guard lk(mutex_);
-    creator_cv_.notify_one();
+    kick_locked();
   }
 
   void close() {
     {
       std::lock_guard lk(mutex_);
-      if ((epoch_.load(std::memory_order_relaxed) & closed_bit) != 0) return;
-      epoch_.fetch_or(closed_bit, std::memory_order_acq_rel);
-      fail_all_waiters(errc::closed, "the pool was closed", nullptr);
-      // Leased slots must come back through the slow path, which sees the pool is closed; one
-      // returned to idle before this is caught by destroy_idle below.
-      for (std::size_t i = 0; i < size_; ++i) flag_if_leased(slots_[i]);
+      if (table_.control().load().closed()) return;
+      table_.control().close();
+      stopping_ = true;
+      fail_all_waiters_locked(errc::closed, "the pool was closed", nullptr);
+      workers_cv_.notify_all();
+      housekeeper_cv_.notify_all();
     }
-    stop_and_join();
-    destroy_idle(destroy_reason::closed);
+    if (housekeeper_.joinable() && housekeeper_.get_id() != std::this_thread::get_id())
+      housekeeper_.join();
+    // Idle resources now. A slot being returned is waited out: its holder either sees the pool
+    // closed (and destroys its resource) or leaves it idle for this sweep.
+    for (std::size_t i = 0; i < table_.size(); ++i) {
+      auto& s = table_[i];
+      slot_table<R>::await_return(s);
+      if (slot_table<R>::try_reserve(s)) destroy_reserved(s, destroy_reason::closed);
+    }
+    run_pending_jobs();
+    // Give a connect, ping or destructor in flight a moment to end, so that a pool closed in
+    // normal times is empty when close() returns; one that hangs is not waited for: its worker
+    // destroys what it was working on when it returns.
+    std::unique_lock lk(mutex_);
+    const std::size_t self = tls_worker_of == this ? 1 : 0;  // close() from an event callback
+    quiet_cv_.wait_for(lk, close_grace, [&] { return workers_alive_ == self; });
+    quiet_cv_.wait(lk, [this] { return workers_alive_ == workers_in_user_code_; });
   }
 
-  // Called by the handle's destructor: close, then let the last outstanding lease free us.
+  // Called by the handle's destructor: close, then let the last reference free us.
   void destroy_handle() noexcept {
     close();
-    stop_and_join();  // again: close() may have run on one of our own threads
-    {
-      std::lock_guard lk(mutex_);
-      for (std::size_t i = 0; i < size_; ++i) {
-        auto& s = slots_[i];
-        for (;;) {
-          auto cur = s.state.load(std::memory_order_acquire);
-          const auto st = cur & slot_state::mask;
-          if (st == slot_state::in_use) {
-            refs_.fetch_add(1, std::memory_order_relaxed);
-            if (s.state.compare_exchange_weak(cur, cur | slot_state::orphaned,
-                                              std::memory_order_acq_rel))
-              break;
-            refs_.fetch_sub(1, std::memory_order_relaxed);
-            continue;
-          }
-          if (st == slot_state::idle) {
-            if (!s.state.compare_exchange_weak(cur, slot_state::reserved, std::memory_order_acquire))
-              continue;
-            s.resource.reset();
-            s.state.store(slot_state::empty, std::memory_order_release);
-          }
-          break;
-        }
-      }
+    for (std::size_t i = 0; i < table_.size(); ++i) {
+      auto& s = table_[i];
+      // A lease still out keeps the core alive (P5); one returned meanwhile is destroyed here.
+      refs_.fetch_add(1, std::memory_order_relaxed);
+      if (!slot_table<R>::try_orphan(s)) refs_.fetch_sub(1, std::memory_order_relaxed);
+      slot_table<R>::await_return(s);
+      if (slot_table<R>::try_reserve(s)) destroy_reserved(s, destroy_reason::closed);
     }
     unref();
   }
@@ -273,14 +273,14 @@ class pool_core final : public lease_home<resource_t<F>> {
     pool_stats st;
     std::lock_guard lk(mutex_);
     const auto c = counts_locked();
-    st.max_size = size_;
+    st.max_size = cfg_.max_size;
     st.total = c.total();
     st.idle = c.idle;
     st.in_use = c.in_use;
     st.creating = c.creating;
-    st.waiters = queue_size_;
-    for (std::size_t i = 0; i < size_; ++i)
-      st.acquired += slots_[i].acquisitions.load(std::memory_order_relaxed);
+    st.waiters = queue_.size();
+    for (std::size_t i = 0; i < table_.size(); ++i)
+      st.acquired += table_[i].acquisitions.load(std::memory_order_relaxed);
     st.created = created_;
     st.destroyed_by = destroyed_by_;
     st.timeouts = timeouts_;
@@ -299,20 +299,28 @@ class pool_core final : public lease_home<resource_t<F>> {
   [[nodiscard]] auto options() const noexcept -> const pool_options& { return opts_; }
 
  private:
-  static constexpr std::uint64_t closed_bit = 1;
-  static constexpr int handoff_spins = 50;
-  static constexpr std::int64_t never_ns = std::numeric_limits<std::int64_t>::max();
+  static constexpr std::int64_t spin_ns = 4'000;  // a hand-off usually comes within this
+  static constexpr auto worker_linger = std::chrono::seconds(2);
+  static constexpr std::size_t job_lanes = 4;  // workers running pings, destructors, events
+  static constexpr auto close_grace = std::chrono::milliseconds(100);
+  static inline thread_local const void* tls_worker_of = nullptr;  // the pool a worker serves
 
-  struct waiter {
-    std::condition_variable cv;
-    waiter* next = nullptr;
-    waiter* prev = nullptr;
-    std::int64_t deadline = 0;
+  struct waiter : waiter_link {
+    std::int64_t deadline = 0;   // pool time
+    std::int64_t since = 0;      // steady time it first queued (fairness window)
     slot_type* granted = nullptr;
-    bool granted_fresh = false;  // just created or just validated: no borrow check needed
-    bool parked = false;         // asleep on `cv`: whoever serves it must notify
+    bool fresh = false;          // just created or checked: no borrow check needed
+    bool notified = false;       // a slot went idle: scan again before parking (P3)
+    bool spinning = false;       // awake and polling: a hand-off reaches it at once (P4)
+    bool parked = false;         // asleep on cv: whoever serves it must notify
     std::atomic<bool> served{false};  // lets a spinning waiter see its hand-off without the lock
     std::optional<acquire_failure> failure;
+    std::condition_variable cv;
+    // How to wake it (P3). A blocked thread notifies its condition variable; a waiter that is a
+    // callback or a coroutine would schedule itself instead.
+    void (*wake)(waiter&) noexcept = [](waiter& self) noexcept {
+      if (self.parked) self.cv.notify_one();
+    };
   };
 
   struct counts {
@@ -322,92 +330,70 @@ class pool_core final : public lease_home<resource_t<F>> {
     }
   };
 
+  enum class borrow : std::uint8_t { ok, retired, too_late };
+
+  struct job {
+    enum kind_t : std::uint8_t { destroy, check, event } kind;
+    slot_type* s = nullptr;
+    destroy_reason why{};
+    pool_event ev{};
+    std::string text;  // owns ev.message
+  };
+
   ~pool_core() = default;
 
-  static auto now_ns() noexcept -> std::int64_t {
-    return std::chrono::duration_cast<ns>(Clock::now().time_since_epoch()).count();
-  }
-  static auto to_time_point(std::int64_t t) -> typename Clock::time_point {
-    return typename Clock::time_point(
-        std::chrono::duration_cast<typename Clock::duration>(ns(t)));
-  }
-  static auto saturating_add(std::int64_t a, std::int64_t b) noexcept -> std::int64_t {
-    return b > never_ns - a ? never_ns : a + b;
-  }
-  static auto to_ns(pool_options::duration d) noexcept -> std::int64_t {
-    if (d >= std::chrono::duration_cast<pool_options::duration>(ns::max())) return never_ns;
-    return std::chrono::duration_cast<ns>(d).count();
+  static auto make_table(std::size_t n) -> slot_table<R> {
+    try {
+      return slot_table<R>(n);
+    } catch (const std::bad_alloc&) {
+      throw std::invalid_argument("respool pool_options: max_size " + std::to_string(n) +
+                                  " cannot be allocated");
+    }
   }
 
-  [[nodiscard]] auto closed() const noexcept -> bool {
-    return (epoch_.load(std::memory_order_acquire) & closed_bit) != 0;
-  }
+  [[nodiscard]] auto closed() const noexcept -> bool { return table_.control().load().closed(); }
 
   [[nodiscard]] auto hint() const noexcept -> std::uint32_t {
     // Threads without a hint start at a place of their own, so they do not all probe slot 0.
     const auto spread = static_cast<std::uint32_t>(
-        (reinterpret_cast<std::uintptr_t>(&tls_hints) >> 6U) % size_);
+        (reinterpret_cast<std::uintptr_t>(&tls_hints) >> 6U) % cfg_.max_size);
     return tls_hints.find(id_, spread);
   }
 
-  // Claims an idle slot by CAS, starting at `start`. The fast path; lock not held.
-  auto claim_idle(std::uint32_t start) noexcept -> slot_type* {
-    const auto n = static_cast<std::uint32_t>(size_);
-    std::uint32_t j = start < n ? start : 0;
-    for (std::uint32_t i = 0; i < n; ++i) {
-      auto& s = slots_[j];
-      std::uint32_t expected = slot_state::idle;
-      if (s.state.load(std::memory_order_relaxed) == slot_state::idle &&
-          s.state.compare_exchange_strong(expected, slot_state::in_use, std::memory_order_seq_cst,
-                                          std::memory_order_relaxed)) {
-        // Someone queued meanwhile: make sure this slot's return hands off (see the top).
-        if (waiters_.load(std::memory_order_seq_cst) != 0)
-          s.state.fetch_or(slot_state::wanted, std::memory_order_relaxed);
-        return &s;
-      }
-      if (++j == n) j = 0;
-    }
-    return nullptr;
+  auto claim() noexcept -> slot_type* {
+    typename slot_table<R>::scan_notes notes;
+    slot_type* s = table_.claim(hint(), notes);
+    if (notes.republished) wake_if_waiting();
+    return s;
   }
 
-  // Checks a claimed idle resource before lending it: lifetime, eviction, validate-after-idle.
-  // Reads the clock into `started` (if not yet read) before a validation.
-  auto borrow_check(slot_type& s, std::int64_t& started) -> bool {
+  // ---- borrowing
+
+  // Checks a claimed resource before lending it: closed, lifetime, eviction, validate after
+  // idle. Validates only before the caller's deadline (reading the clock for it if not yet).
+  auto borrow_check(slot_type& s, std::int64_t& deadline, std::int64_t timeout) -> borrow {
+    // seq_cst after the claiming CAS: either close() sees this slot leased, or we see it closed.
+    const auto c = table_.control().load();
     const auto now = coarse_now_.load(std::memory_order_relaxed);
-    // seq_cst after the claiming CAS: either close() sees this slot leased and flags it, or we
-    // see the pool closed here.
-    const auto ep = epoch_.load(std::memory_order_seq_cst);
-    if ((ep & closed_bit) != 0) {
-      destroy_owned(s, destroy_reason::closed);
-      return false;
-    }
-    if (now >= s.expires_at.load(std::memory_order_relaxed)) {
-      destroy_owned(s, destroy_reason::lifetime);
-      return false;
-    }
-    if (s.generation != (ep >> 1U)) {
-      destroy_owned(s, destroy_reason::evicted);
-      return false;
-    }
+    if (c.closed()) return retire(s, destroy_reason::closed), borrow::retired;
+    if (now >= s.expires_at.load(std::memory_order_relaxed))
+      return retire(s, destroy_reason::lifetime), borrow::retired;
+    if (s.generation != c.generation()) return retire(s, destroy_reason::evicted), borrow::retired;
     if constexpr (!std::is_same_v<V, always_valid>) {
+      const auto after = cfg_.validate_after_idle;
       // 0 validates every borrow, even one the coarse clock places "before" the last return.
-      if (validate_after_idle_ns_ == 0 ||
-          (validate_after_idle_ns_ != never_ns &&
-           now - s.last_used.load(std::memory_order_relaxed) >= validate_after_idle_ns_)) {
-        if (started == 0) started = now_ns();
-        bool ok = false;
-        try {
-          ok = invoke_validate(validator_, *s.resource);
-        } catch (...) {
-          ok = false;
+      if (after == 0 ||
+          (after != never_ns && now - s.last_used.load(std::memory_order_relaxed) >= after)) {
+        const auto t = clock_.now();
+        if (deadline == 0) deadline = add_sat(t, timeout);
+        if (t > deadline) {
+          return_slot(s);
+          return borrow::too_late;
         }
-        if (!ok) {
-          destroy_owned(s, destroy_reason::failed_validation);
-          return false;
-        }
+        if (!invoke_validator(s)) return retire(s, destroy_reason::failed_validation), borrow::retired;
       }
     }
-    return true;
+    return borrow::ok;
   }
 
   auto grant(slot_type& s, const acquire_site& site) noexcept -> lease<R> {
@@ -417,7 +403,7 @@ class pool_core final : public lease_home<resource_t<F>> {
 #endif
     const auto n = s.acquisitions.load(std::memory_order_relaxed) + 1;
     s.acquisitions.store(n, std::memory_order_relaxed);  // only the holder writes it
-    if (opts_.leak_threshold > ns::zero()) {
+    if (cfg_.leak_threshold != never_ns) {
       s.site_file.store(site.file_name, std::memory_order_relaxed);
       s.site_function.store(site.function_name, std::memory_order_relaxed);
       s.site_line.store(site.line, std::memory_order_relaxed);
@@ -426,111 +412,247 @@ class pool_core final : public lease_home<resource_t<F>> {
     return lease_access::make<R>(this, &s);
   }
 
-  auto failed(acquire_failure* fail, errc code, const std::string& why,
-              std::exception_ptr cause = nullptr) -> lease<R> {
-    if (fail != nullptr) {
-      std::lock_guard lk(mutex_);
-      *fail = make_failure_locked(code, why, std::move(cause));
+  auto invoke_validator(slot_type& s) noexcept -> bool {
+    try {
+      return invoke_validate(validator_, *s.resource);
+    } catch (...) {
+      return false;
     }
-    return {};
   }
 
-  auto make_failure_locked(errc code, const std::string& why, std::exception_ptr cause) const
-      -> acquire_failure {
-    const auto c = counts_locked();
-    std::string msg = "respool pool '" + opts_.name + "': " + why + " (total " +
-                      std::to_string(c.total()) + ", idle " + std::to_string(c.idle) +
-                      ", in use " + std::to_string(c.in_use) + ", waiters " +
-                      std::to_string(queue_size_) + ", creating " + std::to_string(c.creating) +
-                      ", max " + std::to_string(size_);
-    if (!last_error_text_.empty()) msg += "; last creation error: " + last_error_text_;
-    msg += ")";
-    if (!cause && (code == errc::timeout || code == errc::backend_unavailable)) cause = last_error_;
-    return {code, std::move(msg), std::move(cause)};
-  }
-
-  // The slow path: queue FIFO until a resource is handed over, the deadline passes, or the pool
-  // gives up on us (closed, backend down). `fresh` says the resource needs no borrow check.
-  auto wait_for_slot(std::int64_t deadline, ns timeout, acquire_failure* fail, bool& fresh)
-      -> slot_type* {
-    const auto start = now_ns();
-    std::unique_lock lk(mutex_);
-    coarse_now_.store(start, std::memory_order_relaxed);
-    if (closed()) return fail_locked(fail, errc::closed, "the pool is closed");
-    if (queue_size_ >= opts_.max_waiters) {
-      ++shed_;
-      return fail_locked(fail, errc::exhausted,
-                         "load shed: " + std::to_string(queue_size_) +
-                             " callers already wait (max_waiters " +
-                             std::to_string(opts_.max_waiters) + ")");
-    }
-    waiters_.fetch_add(1, std::memory_order_seq_cst);  // announce, then rescan (see the top)
-    struct announce_guard {
-      std::atomic<std::size_t>& w;
-      ~announce_guard() { w.fetch_sub(1, std::memory_order_seq_cst); }
-    } guard{waiters_};
-    if (slot_type* s = claim_or_flag_locked()) {
-      fresh = false;
-      return s;
-    }
-    // Fail fast only if nothing could serve us soon: no resource idle, in use (a return) or under
-    // a keepalive check, the last creation failed, and its retry is not due yet.
-    const auto c = counts_locked();
-    if (c.total() == c.creating && c.total() < size_ && last_error_ && start < next_retry_at_) {
-      ++fast_failures_;
-      return fail_locked(fail, errc::backend_unavailable,
-                         "backend unavailable: creating a resource failed " +
-                             std::to_string(consecutive_failures_) +
-                             " time(s) in a row and nothing is idle or in use; failing fast until the retry");
-    }
-    waiter w;
-    w.deadline = deadline;
-    enqueue(w);
-    if (c.total() < size_) creator_cv_.notify_one();
-    // A hand-off usually comes within microseconds: spin (yielding the core, which the holder
-    // may need) before sleeping, so neither side pays for a futex wake and a reschedule.
-    lk.unlock();
-    for (int i = 0; i < handoff_spins && !w.served.load(std::memory_order_acquire); ++i)
-      std::this_thread::yield();
-    lk.lock();
-    const auto tp = to_time_point(deadline);
-    while (w.granted == nullptr && !w.failure) {
-      w.parked = true;
-      if (deadline == never_ns) {
-        w.cv.wait(lk);
-      } else if (w.cv.wait_until(lk, tp) == std::cv_status::timeout && now_ns() >= deadline) {
-        w.parked = false;
-        break;
+  auto invoke_resetter(slot_type& s) noexcept -> bool {
+    if constexpr (std::is_same_v<S, no_reset>) {
+      (void)s;
+      return true;
+    } else {
+      try {
+        return invoke_reset(resetter_, *s.resource);
+      } catch (...) {
+        return false;
       }
-      w.parked = false;
     }
-    const auto waited = std::chrono::duration_cast<std::chrono::microseconds>(ns(now_ns() - start));
+  }
+
+  // ---- returning
+
+  auto retire_reason(slot_type& s, bool discard, std::int64_t now) noexcept
+      -> std::optional<destroy_reason> {
+    const auto c = table_.control().load();
+    if (discard) return destroy_reason::discarded;
+    if (c.closed()) return destroy_reason::closed;
+    if (s.generation != c.generation()) return destroy_reason::evicted;
+    if (now >= s.expires_at.load(std::memory_order_relaxed)) return destroy_reason::lifetime;
+    if (cfg_.max_uses != 0 && ++s.uses >= cfg_.max_uses) return destroy_reason::max_uses;
+    return std::nullopt;
+  }
+
+  // Puts a slot its holder owns back into circulation: idle (lock-free) when nobody waits, else
+  // under the lock, to a waiter or idle with a waiter woken.
+  void return_slot(slot_type& s) noexcept {
+    if (table_.control().load().waiters() == 0) {
+      if (!table_.begin_return(s)) return drop_orphan(s);
+      const auto c = table_.control().load();  // S4: after the mark
+      if (!c.closed() && c.waiters() == 0) return slot_table<R>::finish_return(s);
+    }
+    // Someone waits (or the pool closed meanwhile): the slot is still ours (in use or
+    // returning).
+    std::unique_lock lk(mutex_);
+    if ((s.state.load(std::memory_order_relaxed) & slot_state::orphaned) != 0) {
+      lk.unlock();
+      return drop_orphan(s);
+    }
+    if (!give_locked(s, false)) retire_locked(s, destroy_reason::closed, lk);
+  }
+
+  // A slot this thread owns goes to a waiter (P4) or idle (with one woken, P3). False if the
+  // pool is closed: the caller must retire it.
+  auto give_locked(slot_type& s, bool fresh) noexcept -> bool {
+    if (table_.control().load().closed()) return false;
+    if (waiter* w = handoff_target_locked()) {
+      grant_locked(*w, s, fresh);
+      return true;
+    }
+    table_.make_idle(s);
+    notify_one_locked();
+    return true;
+  }
+
+  // P4: who a return goes to directly, if anyone.
+  auto handoff_target_locked() noexcept -> waiter* {
+    waiter* head = queue_.front();
+    if (head == nullptr || cfg_.strict_fifo() || head->spinning) return head;
+    if (steady_ns() - head->since >= cfg_.fairness_window) return head;
+    return queue_.find_first([](const waiter& w) { return w.spinning; });
+  }
+
+  void grant_locked(waiter& w, slot_type& s, bool fresh) noexcept {
+    leave_queue_locked(w);
+    slot_table<R>::hand_over(s);
+    w.granted = &s;
+    w.fresh = fresh;
+    w.served.store(true, std::memory_order_release);  // pairs with the spinning waiter's acquire
+    w.wake(w);
+  }
+
+  // P3: a slot went idle; make sure a queued waiter will look.
+  void notify_one_locked() noexcept {
+    waiter* w = queue_.find_first([](const waiter& x) { return !x.notified; });
+    if (w == nullptr) return;
+    w->notified = true;
+    w->wake(*w);
+  }
+
+  // The returner's half of S4 for a thread that restored a mark another scanner may have missed.
+  void wake_if_waiting() noexcept {
+    if (table_.control().load().waiters() == 0) return;
+    std::lock_guard lk(mutex_);
+    notify_one_locked();
+  }
+
+  void leave_queue_locked(waiter& w) noexcept {
+    if (!w.queued) return;
+    queue_.remove(w);
+    table_.control().remove_waiter();
+  }
+
+  // ---- waiting
+
+  // Shed, fail fast, or queue until a resource is handed over or found idle, the deadline
+  // passes, or the pool gives up on us (closed, backend down). `fresh`: no borrow check needed.
+  auto wait_for_slot(waiter& w, std::int64_t deadline, std::int64_t timeout,
+                     acquire_failure* fail, bool& fresh) -> slot_type* {
+    std::unique_lock lk(mutex_);
+    const auto now = clock_.now();
+    coarse_now_.store(now, std::memory_order_relaxed);
+    if (closed()) return fail_locked(fail, errc::closed, "the pool is closed");
+    if (w.ticket == 0) {  // first arrival; one that rejoins (Q2) has been admitted already
+      if (queue_.size() >= cfg_.max_waiters) {
+        ++shed_;
+        return fail_locked(fail, errc::exhausted,
+                           "load shed: " + std::to_string(queue_.size()) +
+                               " callers already wait (max_waiters " +
+                               std::to_string(cfg_.max_waiters) + ")");
+      }
+      if (live_ == creating_ && breaker_.fails_fast(now)) {
+        ++fast_failures_;
+        return fail_locked(fail, errc::backend_unavailable,
+                           "backend unavailable: creating a resource failed " +
+                               std::to_string(breaker_.consecutive_failures()) +
+                               " times in a row and nothing is idle or in use; failing fast "
+                               "until the next attempt");
+      }
+      w.since = steady_ns();
+    }
+    w.deadline = deadline;
+    w.served.store(false, std::memory_order_relaxed);
+    w.granted = nullptr;
+    w.failure.reset();
+    w.notified = false;
+    queue_.push(w);
+    table_.control().add_waiter();  // announce, then scan (S4)
+    kick_locked();
+    const auto started = now;
+    slot_type* s = wait_queued_locked(w, lk);
+    const auto waited = std::chrono::duration_cast<std::chrono::microseconds>(
+        ns(std::max<std::int64_t>(0, clock_.now() - started)));
     wait_hist_.buckets[wait_histogram::bucket_of(waited)] += 1;
     wait_max_ = std::max(wait_max_, waited);
-    if (w.granted != nullptr) {
+    if (s != nullptr) {
       ++slow_acquired_;
-      fresh = w.granted_fresh;
-      return w.granted;
+      fresh = w.fresh;
+      w.fresh = false;
+      return s;
     }
     if (w.failure) {
       if (fail != nullptr) *fail = std::move(*w.failure);
+      w.failure.reset();
       return nullptr;
     }
-    dequeue(w);
     lk.unlock();
     timed_out(fail, timeout, "");
     return nullptr;
   }
 
-  auto timed_out(acquire_failure* fail, ns timeout, const char* detail) -> lease<R> {
-    const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(timeout).count();
+  // Queued and announced: scan, spin briefly, park; until served, failed or timed out (then
+  // null with the waiter out of the queue and, on timeout, no failure set). Lock held on entry
+  // and exit.
+  auto wait_queued_locked(waiter& w, std::unique_lock<std::mutex>& lk) -> slot_type* {
+    bool spin = !cfg_.strict_fifo() && spinners_ < cfg_.max_spinners;
+    for (;;) {
+      if (w.granted != nullptr) return std::exchange(w.granted, nullptr);
+      if (w.failure) return nullptr;
+      if (clock_.now() >= w.deadline) {
+        leave_queue_locked(w);
+        if (w.notified) notify_one_locked();  // pass it on (P3)
+        return nullptr;
+      }
+      w.notified = false;
+      if (spin) {
+        w.spinning = true;
+        ++spinners_;
+      }
+      lk.unlock();
+      typename slot_table<R>::scan_notes notes;
+      slot_type* s = scan_and_spin(w, spin, notes);
+      lk.lock();
+      if (spin) {
+        w.spinning = false;
+        --spinners_;
+        spin = false;  // once per wait: a second spin rarely pays on a busy machine
+      }
+      if (s != nullptr) {
+        if (w.granted != nullptr) {  // a hand-off raced our claim: keep it, pass ours on
+          if (!give_locked(*s, false)) retire_locked(*s, destroy_reason::closed, lk, true);
+          return std::exchange(w.granted, nullptr);
+        }
+        leave_queue_locked(w);
+        if (w.notified) notify_one_locked();
+        return s;
+      }
+      if (w.granted != nullptr || w.failure || w.notified || notes.saw_returning) continue;
+      test_hooks::fire(test_hooks::point::before_park);
+      if (w.granted != nullptr || w.failure || w.notified) continue;
+      w.parked = true;
+      w.cv.wait_for(lk, sleep_span(clock_.now(), w.deadline));
+      w.parked = false;
+    }
+  }
+
+  // Lock not held. Scans for an idle slot (also after each hand-off check while spinning).
+  auto scan_and_spin(waiter& w, bool spin, typename slot_table<R>::scan_notes& notes) noexcept
+      -> slot_type* {
+    test_hooks::fire(test_hooks::point::before_scan);
+    if (w.served.load(std::memory_order_acquire)) return nullptr;
+    if (slot_type* s = table_.claim(hint(), notes)) return s;
+    test_hooks::fire(test_hooks::point::after_failed_scan);
+    if (notes.republished) {
+      notes.republished = false;
+      wake_if_waiting();
+    }
+    if (!spin) return nullptr;
+    const auto until = steady_ns() + spin_ns;
+    for (unsigned i = 1;; ++i) {
+      if (w.served.load(std::memory_order_acquire)) return nullptr;
+      cpu_relax();
+      if ((i & 63U) != 0) continue;
+      if (steady_ns() >= until || clock_.now() >= w.deadline) return nullptr;
+      if (slot_type* s = table_.claim(hint(), notes)) return s;
+    }
+  }
+
+  auto refuse_at_once(acquire_failure* fail) -> lease<R> {
+    request_spare();
+    return timed_out(fail, 0, "; acquire(0) does not wait");
+  }
+
+  auto timed_out(acquire_failure* fail, std::int64_t timeout, const char* detail) -> lease<R> {
+    const auto ms = timeout / 1'000'000;
     std::unique_lock lk(mutex_);
     ++timeouts_;
     auto f = make_failure_locked(
         errc::timeout,
         "timed out after " + std::to_string(ms) + " ms waiting for a resource" + detail, nullptr);
-    lk.unlock();
-    emit_message(event_kind::acquire_timeout, f.message);
+    post_event_locked(event_kind::acquire_timeout, f.message);
     if (fail != nullptr) *fail = std::move(f);
     return {};
   }
@@ -540,90 +662,41 @@ class pool_core final : public lease_home<resource_t<F>> {
     return nullptr;
   }
 
-  // ---- the waiter queue (mutex held)
-
-  // One pass under the lock, after announcing in `waiters_`: claims an idle slot, and flags
-  // every leased one `wanted` so that its return hands off instead of going idle unseen. A slot
-  // returned after our visit was flagged (its fast return fails); one returned before is idle
-  // when we visit; one claimed after our visit is flagged by its claimer, who sees `waiters_`.
-  auto claim_or_flag_locked() noexcept -> slot_type* {
-    for (std::size_t i = 0; i < size_; ++i) {
-      auto& s = slots_[i];
-      std::uint32_t expected = slot_state::idle;
-      if (s.state.compare_exchange_strong(expected, slot_state::in_use, std::memory_order_seq_cst)) {
-        if (queue_head_ == nullptr) clear_wanted();  // nobody will queue after all
-        return &s;
-      }
-      flag_if_leased(s);
-    }
-    return nullptr;
+  // The counts name the pool's state as the caller leaves it: a waiter failing or timing out
+  // has left the queue already, so `waiters` never counts the caller itself.
+  auto make_failure_locked(errc code, const std::string& why, std::exception_ptr cause,
+                           std::size_t waiters_shown) const -> acquire_failure {
+    const auto c = counts_locked();
+    std::string msg = "respool pool '" + opts_.name + "': " + why + " (total " +
+                      std::to_string(c.total()) + ", idle " + std::to_string(c.idle) +
+                      ", in use " + std::to_string(c.in_use) + ", waiters " +
+                      std::to_string(waiters_shown) + ", creating " + std::to_string(c.creating) +
+                      ", max " + std::to_string(cfg_.max_size);
+    if (!last_error_text_.empty()) msg += "; last creation error: " + last_error_text_;
+    msg += ")";
+    if (!cause && (code == errc::timeout || code == errc::backend_unavailable)) cause = last_error_;
+    return {code, std::move(msg), std::move(cause)};
+  }
+  auto make_failure_locked(errc code, const std::string& why, std::exception_ptr cause) const
+      -> acquire_failure {
+    return make_failure_locked(code, why, std::move(cause), queue_.size());
   }
 
-  static void flag_if_leased(slot_type& s) noexcept {
-    auto cur = s.state.load(std::memory_order_seq_cst);
-    while ((cur & slot_state::mask) == slot_state::in_use && (cur & slot_state::wanted) == 0 &&
-           !s.state.compare_exchange_weak(cur, cur | slot_state::wanted, std::memory_order_seq_cst)) {
-    }
-  }
-
-  void enqueue(waiter& w) {
-    w.prev = queue_tail_;
-    (queue_tail_ != nullptr ? queue_tail_->next : queue_head_) = &w;
-    queue_tail_ = &w;
-    ++queue_size_;
-  }
-
-  void dequeue(waiter& w) {
-    (w.prev != nullptr ? w.prev->next : queue_head_) = w.next;
-    (w.next != nullptr ? w.next->prev : queue_tail_) = w.prev;
-    w.next = w.prev = nullptr;
-    if (--queue_size_ == 0) clear_wanted();
-  }
-
-  void clear_wanted() noexcept {
-    if (closed()) return;  // after close every leased slot stays flagged
-    for (std::size_t i = 0; i < size_; ++i)
-      slots_[i].state.fetch_and(~slot_state::wanted, std::memory_order_relaxed);
-  }
-
-  // Gives a slot this thread owns (in use, reserved or just created) to the oldest waiter, or
-  // makes it idle if nobody waits. Mutex held. False if the pool is closed: the caller must
-  // destroy the resource (after unlocking). `fresh`: just created or validated, so the waiter
-  // skips the borrow check; a resource handed from one holder to the next gets the check like
-  // any borrow (with validate_after_idle = 0 it is validated).
-  [[nodiscard]] auto make_available(slot_type& s, std::unique_lock<std::mutex>& lk, bool fresh)
-      -> bool {
-    (void)lk;
-    if (closed()) return false;
-    if (waiter* w = queue_head_) {
-      dequeue(*w);
-      s.state.store(slot_state::in_use | (queue_head_ != nullptr ? slot_state::wanted : 0U),
-                    std::memory_order_release);
-      w->granted = &s;
-      w->granted_fresh = fresh;
-      w->served.store(true, std::memory_order_release);
-      if (w->parked) w->cv.notify_one();
-      return true;
-    }
-    s.state.store(slot_state::idle, std::memory_order_release);
-    return true;
-  }
-
-  void fail_all_waiters(errc code, const std::string& why, const std::exception_ptr& cause) {
-    if (queue_head_ == nullptr) return;
-    const auto f = make_failure_locked(code, why, cause);
-    while (waiter* w = queue_head_) {
-      dequeue(*w);
+  void fail_all_waiters_locked(errc code, const std::string& why, const std::exception_ptr& cause) {
+    if (queue_.empty()) return;
+    const auto f = make_failure_locked(code, why, cause, 0);  // as each will leave: none waits
+    while (waiter* w = queue_.front()) {
+      leave_queue_locked(*w);
       w->failure = f;
       w->served.store(true, std::memory_order_release);
-      if (w->parked) w->cv.notify_one();
+      w->wake(*w);
     }
   }
 
   [[nodiscard]] auto counts_locked() const noexcept -> counts {
     counts c;
-    for (std::size_t i = 0; i < size_; ++i) {
-      switch (slots_[i].state.load(std::memory_order_acquire) & slot_state::mask) {
+    for (std::size_t i = 0; i < table_.size(); ++i) {
+      switch (slot_table<R>::state_of(table_[i])) {
         case slot_state::idle: ++c.idle; break;
         case slot_state::in_use: ++c.in_use; break;
         case slot_state::creating: ++c.creating; break;
@@ -634,34 +707,52 @@ class pool_core final : public lease_home<resource_t<F>> {
     return c;
   }
 
-  // ---- destruction
+  // ---- retiring and destroying
 
-  // Destroys the resource of a slot this thread owns and frees the place. If the pool's handle
-  // is gone (orphaned), drops our reference instead of touching the pool's books.
-  void destroy_owned(slot_type& s, destroy_reason why) noexcept {
-    s.resource.reset();  // may be slow (closing a socket): outside the lock
+  // A slot its holder owns is done: destroyed in the background while the pool is open (no
+  // caller waits on a destructor), on this thread once it is closed.
+  void retire(slot_type& s, destroy_reason why) noexcept {
     std::unique_lock lk(mutex_);
-    if ((s.state.load(std::memory_order_relaxed) & slot_state::orphaned) != 0) {
+    retire_locked(s, why, lk);
+  }
+
+  // Lock held on entry; released on return if `keep_lock` is false.
+  void retire_locked(slot_type& s, destroy_reason why, std::unique_lock<std::mutex>& lk,
+                     bool keep_lock = false) noexcept {
+    if (!slot_table<R>::reserve_owned(s)) {  // orphaned: the pool's handle is gone
       lk.unlock();
-      unref();
+      drop_orphan(s);
+      if (keep_lock) lk.lock();
       return;
     }
-    s.state.store(slot_state::empty, std::memory_order_release);
-    ++destroyed_by_[static_cast<std::size_t>(why)];
-    creator_cv_.notify_one();  // capacity freed: waiters or min_idle may need a new one
-    // Once the slot is empty, nothing keeps this core alive for a returning lease: the handle's
-    // destructor may free it as soon as we unlock. Decide under the lock, and hold a reference
-    // while the callback runs.
-    const bool notify = static_cast<bool>(opts_.on_event);
-    if (notify) refs_.fetch_add(1, std::memory_order_relaxed);
-    lk.unlock();
-    if (notify) {
-      pool_event e;
-      e.kind = event_kind::destroyed;
-      e.reason = why;
-      emit(e);
-      unref();
+    if (!stopping_ && post_locked(job{job::destroy, &s, why, {}, {}})) {
+      if (!keep_lock) lk.unlock();
+      return;
     }
+    // Closed: destroy here, holding a reference so the core outlives it (P5).
+    refs_.fetch_add(1, std::memory_order_relaxed);
+    lk.unlock();
+    destroy_reserved(s, why);
+    unref();
+    if (keep_lock) lk.lock();
+  }
+
+  // Destroys the resource of a reserved slot this thread owns and frees the place.
+  void destroy_reserved(slot_type& s, destroy_reason why) noexcept {
+    s.resource.reset();  // may be slow (closing a socket): outside the lock
+    std::unique_lock lk(mutex_);
+    slot_table<R>::release_empty(s);
+    free_slots_.push_back(s.index);
+    --live_;
+    ++destroyed_by_[static_cast<std::size_t>(why)];
+    if (cfg_.min_idle > 0) want_min_idle_locked();
+    kick_locked();  // capacity freed: waiters or min_idle may need a new one
+    if (!opts_.on_event) return;
+    pool_event e;
+    e.kind = event_kind::destroyed;
+    e.reason = why;
+    lk.unlock();
+    emit(e);
   }
 
   void drop_orphan(slot_type& s) noexcept {
@@ -673,85 +764,179 @@ class pool_core final : public lease_home<resource_t<F>> {
     if (refs_.fetch_sub(1, std::memory_order_acq_rel) == 1) delete this;
   }
 
-  void destroy_idle(destroy_reason why) {
-    for (std::size_t i = 0; i < size_; ++i) {
-      auto& s = slots_[i];
-      std::uint32_t expected = slot_state::idle;
-      if (s.state.compare_exchange_strong(expected, slot_state::reserved, std::memory_order_acquire))
-        destroy_owned(s, why);
+  // ---- background jobs and workers
+
+  // Queues user code for a worker. False if the queue cannot take it (memory): the caller then
+  // runs it itself.
+  auto post_locked(job&& j) noexcept -> bool {
+    try {
+      jobs_.push_back(std::move(j));
+    } catch (...) {
+      return false;
+    }
+    kick_locked();
+    return true;
+  }
+
+  void post_event_locked(event_kind kind, const std::string& text) noexcept {
+    if (!opts_.on_event) return;
+    try {
+      job j{job::event, nullptr, {}, {}, text};
+      j.ev.kind = kind;
+      if (!post_locked(std::move(j))) return;
+    } catch (...) {  // no memory for the text: the event is dropped, the pool goes on
+    }
+  }
+
+  // Jobs that may run now: at most job_lanes at once, so a burst of retirements does not start
+  // a thread each, and a few hung destructors or pings cannot stop creation (its own lanes).
+  [[nodiscard]] auto jobs_runnable_locked() const noexcept -> std::size_t {
+    const std::size_t free_lanes = job_lanes > jobs_running_ ? job_lanes - jobs_running_ : 0;
+    return std::min(jobs_.size(), free_lanes);
+  }
+
+  // How many creations may begin now (P1, the breaker).
+  [[nodiscard]] auto creations_due_locked() const noexcept -> std::size_t {
+    if (stopping_) return 0;
+    const auto n = creations_to_start(cfg_.max_size, live_, creating_, cfg_.create_concurrency,
+                                      queue_.size(), extra_wanted_);
+    return n == 0 ? 0 : breaker_.admit(clock_.now(), n);
+  }
+
+  // There may be work: wake idle workers, or start new ones, one per piece of work.
+  void kick_locked() noexcept {
+    const std::size_t work = jobs_runnable_locked() + creations_due_locked();
+    if (work == 0) return;
+    if (workers_idle_ > 0) workers_cv_.notify_all();
+    const std::size_t cap = job_lanes + cfg_.create_concurrency;
+    for (std::size_t have = workers_idle_ + workers_starting_; have < work && workers_alive_ < cap;
+         ++have) {
+      refs_.fetch_add(1, std::memory_order_relaxed);  // the worker's (P5)
+      try {
+        std::thread([this] { worker_main(); }).detach();
+      } catch (...) {  // no thread now; the next kick tries again
+        refs_.fetch_sub(1, std::memory_order_relaxed);
+        return;
+      }
+      ++workers_alive_;
+      ++workers_starting_;
+    }
+  }
+
+  void worker_main() noexcept {
+    tls_worker_of = this;
+    std::unique_lock lk(mutex_);
+    --workers_starting_;
+    for (;;) {
+      if (jobs_runnable_locked() > 0) {
+        job j = std::move(jobs_.front());
+        jobs_.pop_front();
+        ++jobs_running_;
+        run_user_code_locked(lk, [&] { run_job(j); });
+        --jobs_running_;
+        continue;
+      }
+      if (creations_due_locked() > 0) {
+        create_one_locked(lk);
+        continue;
+      }
+      if (stopping_) break;
+      ++workers_idle_;
+      const auto woke = workers_cv_.wait_for(lk, worker_linger);
+      --workers_idle_;
+      if (woke == std::cv_status::timeout && jobs_runnable_locked() == 0 &&
+          creations_due_locked() == 0)
+        break;
+    }
+    --workers_alive_;
+    quiet_cv_.notify_all();
+    lk.unlock();
+    unref();
+  }
+
+  // Runs `f` (user code) with the lock released, counted so close() does not wait on it.
+  template <class Fn>
+  void run_user_code_locked(std::unique_lock<std::mutex>& lk, Fn&& f) {
+    ++workers_in_user_code_;
+    lk.unlock();
+    f();
+    lk.lock();
+    --workers_in_user_code_;
+    if (stopping_) quiet_cv_.notify_all();
+  }
+
+  void run_job(job& j) noexcept {
+    switch (j.kind) {
+      case job::destroy: destroy_reserved(*j.s, j.why); break;
+      case job::check: finish_keepalive(*j.s); break;
+      case job::event:
+        j.ev.message = j.text;
+        emit(j.ev);
+        break;
+    }
+  }
+
+  // Runs every queued job on this thread (run_maintenance, close).
+  void run_pending_jobs() {
+    std::unique_lock lk(mutex_);
+    while (!jobs_.empty()) {
+      job j = std::move(jobs_.front());
+      jobs_.pop_front();
+      lk.unlock();
+      run_job(j);
+      lk.lock();
     }
   }
 
   // ---- creation
 
-  // min_idle at construction, in the constructing thread; stops at the first failure (which
-  // starts the backoff, so the first acquire fails fast with the factory's message).
+  // min_idle at construction, on the constructing thread; stops at the first failure (the
+  // background then keeps trying, under the breaker's rules).
   void prewarm() {
-    for (std::size_t i = 0; i < opts_.min_idle; ++i) {
-      std::unique_lock lk(mutex_);
-      slot_type& s = slots_[i];
-      s.state.store(slot_state::creating, std::memory_order_relaxed);
-      if (!create_into(s, lk)) break;
-    }
-  }
-
-  void creator_loop() {
     std::unique_lock lk(mutex_);
-    while (!stop_threads_) {
-      const auto c = counts_locked();
-      const bool demand = queue_size_ > 0 || c.idle + c.reserved < opts_.min_idle || spare_requests_ > 0;
-      if (!demand || c.total() >= size_) {
-        creator_cv_.wait(lk);
-        continue;
-      }
-      if (now_ns() < next_retry_at_) {
-        creator_cv_.wait_until(lk, to_time_point(next_retry_at_));
-        continue;
-      }
-      slot_type* s = nullptr;
-      for (std::size_t i = 0; i < size_ && s == nullptr; ++i)
-        if (slots_[i].state.load(std::memory_order_relaxed) == slot_state::empty) s = &slots_[i];
-      if (s == nullptr) {  // cannot happen while total < size; never spin on it
-        creator_cv_.wait(lk);
-        continue;
-      }
-      spare_requests_ = 0;
-      s->state.store(slot_state::creating, std::memory_order_relaxed);
-      create_into(*s, lk);
-    }
+    for (std::size_t i = 0; i < cfg_.min_idle; ++i)
+      if (!create_one_locked(lk)) break;
+    extra_wanted_ = cfg_.min_idle - std::min(cfg_.min_idle, idle_count_locked());
+    kick_locked();
   }
 
-  // Creates a resource into `s` (state `creating`, owned by this thread). Mutex held on entry
-  // and exit, released around the factory call. Returns false if the factory failed.
-  auto create_into(slot_type& s, std::unique_lock<std::mutex>& lk) -> bool {
-    const auto generation = epoch_.load(std::memory_order_relaxed) >> 1U;
-    lk.unlock();
+  // One factory call into a free slot. Lock held on entry and exit; released around the call.
+  auto create_one_locked(std::unique_lock<std::mutex>& lk) -> bool {
+    if (free_slots_.empty()) return false;
+    slot_type& s = table_[free_slots_.back()];
+    free_slots_.pop_back();
+    slot_table<R>::begin_create(s);
+    ++live_;
+    ++creating_;
+    const bool probe = breaker_.on_start();
+    const auto generation = table_.control().load().generation();
     std::exception_ptr error;
-    try {
-      s.resource.emplace(invoke_create(factory_));
-    } catch (...) {
-      error = std::current_exception();
-    }
-    const auto now = now_ns();
-    lk.lock();
+    run_user_code_locked(lk, [&] {
+      try {
+        s.resource.emplace(invoke_create(factory_));
+      } catch (...) {
+        error = std::current_exception();
+      }
+    });
+    --creating_;
+    const auto now = clock_.now();
     if (error) {
-      s.state.store(slot_state::empty, std::memory_order_release);
-      on_create_failed(error, now);
-      lk.unlock();
-      if (opts_.on_event) {
+      slot_table<R>::release_empty(s);
+      free_slots_.push_back(s.index);
+      --live_;
+      on_create_failed_locked(error, now, probe);
+      emit_unlocked(lk, [&] {
         pool_event e;
         e.kind = event_kind::create_failed;
         e.error = error;
         const auto text = describe_exception(error);
         e.message = text;
         emit(e);
-      }
-      lk.lock();
+      });
       return false;
     }
     ++created_;
-    consecutive_failures_ = 0;
-    next_retry_at_ = 0;
+    breaker_.on_success();
     last_error_ = nullptr;
     last_error_text_.clear();
     s.uses = 0;
@@ -759,149 +944,195 @@ class pool_core final : public lease_home<resource_t<F>> {
     s.last_checked.store(now, std::memory_order_relaxed);
     s.last_used.store(now, std::memory_order_relaxed);
     s.expires_at.store(lifetime_deadline(now), std::memory_order_relaxed);
-    // Evicted while it was being made (say, a failover began): it points at the old backend.
-    const bool evicted = generation != (epoch_.load(std::memory_order_relaxed) >> 1U);
-    const bool kept = !evicted && make_available(s, lk, true);
-    // Not kept: hold it reserved (still counted live, as `created` already says) until
-    // destroy_owned frees it, so stats() snapshots stay consistent.
-    if (!kept) s.state.store(slot_state::reserved, std::memory_order_relaxed);
-    lk.unlock();
-    if (opts_.on_event) {
+    const bool went_idle = queue_.empty();
+    const bool kept = make_available_locked(s, true);
+    if (kept && went_idle && extra_wanted_ > 0) --extra_wanted_;
+    emit_unlocked(lk, [&] {
       pool_event e;
       e.kind = event_kind::created;
       emit(e);
+    });
+    if (!kept) {
+      const auto why = closed() ? destroy_reason::closed : destroy_reason::evicted;
+      lk.unlock();
+      destroy_reserved(s, why);
+      lk.lock();
     }
-    if (!kept) destroy_owned(s, evicted ? destroy_reason::evicted : destroy_reason::closed);
-    lk.lock();
+    return true;
+  }
+
+  template <class Fn>
+  void emit_unlocked(std::unique_lock<std::mutex>& lk, Fn&& f) {
+    if (!opts_.on_event) return;
+    run_user_code_locked(lk, std::forward<Fn>(f));
+  }
+
+  // A new or checked resource (owned: creating or reserved) goes to the oldest waiter, or idle.
+  // False (and the slot reserved) if it must be destroyed instead: the pool closed, or the
+  // resource is from before an eviction, or past its lifetime.
+  auto make_available_locked(slot_type& s, bool fresh) noexcept -> bool {
+    const auto c = table_.control().load();
+    if (c.closed() || s.generation != c.generation() ||
+        coarse_now_.load(std::memory_order_relaxed) >= s.expires_at.load(std::memory_order_relaxed)) {
+      s.state.store(slot_state::reserved, std::memory_order_relaxed);
+      return false;
+    }
+    if (waiter* w = queue_.front()) {
+      grant_locked(*w, s, fresh);
+      return true;
+    }
+    table_.make_idle(s);  // nobody queued (P2): nobody to wake
     return true;
   }
 
   auto lifetime_deadline(std::int64_t now) -> std::int64_t {
-    if (opts_.max_lifetime == pool_options::duration::zero()) return never_ns;
-    const auto life = to_ns(opts_.max_lifetime);
+    if (cfg_.max_lifetime == never_ns) return never_ns;
+    const auto life = cfg_.max_lifetime;
     // Up to 2.5% earlier, so resources created together do not all expire together.
     const auto jitter = static_cast<std::int64_t>(
         std::uniform_real_distribution<double>(0.0, 0.025)(rng_) * static_cast<double>(life));
-    return saturating_add(now, life - jitter);
+    return add_sat(now, life - jitter);
   }
 
-  void on_create_failed(const std::exception_ptr& error, std::int64_t now) {
+  void on_create_failed_locked(const std::exception_ptr& error, std::int64_t now, bool probe) {
     ++create_failures_;
-    ++consecutive_failures_;
     last_error_ = error;
     last_error_text_ = describe_exception(error);
-    // Exponential backoff from create_backoff_min to create_backoff_max, jittered down by up to
-    // half so that many pools do not retry in lockstep.
-    const auto lo = to_ns(opts_.create_backoff_min);
-    const auto hi = to_ns(opts_.create_backoff_max);
-    auto d = lo;
-    for (std::uint32_t i = 1; i < consecutive_failures_ && d < hi; ++i) d = d > hi / 2 ? hi : d * 2;
-    d = std::min(d, hi);
-    const auto jittered = static_cast<std::int64_t>(
-        static_cast<double>(d) * std::uniform_real_distribution<double>(0.5, 1.0)(rng_));
-    next_retry_at_ = saturating_add(now, jittered);
-    // Nothing leased, idle or being checked could serve the queue: tell the waiters now rather
-    // than letting them sit out their timeouts.
-    const auto c = counts_locked();
-    if (c.in_use + c.idle + c.reserved == 0)
-      fail_all_waiters(errc::create_failed, "creating a resource failed", error);
+    breaker_.on_failure(now, std::uniform_real_distribution<double>(0.5, 1.0)(rng_), probe);
+    // Known down, and nothing alive or on its way could serve the queue: tell the waiters now
+    // rather than let them sit out their timeouts.
+    if (breaker_.open() && live_ == 0)
+      fail_all_waiters_locked(errc::create_failed, "creating a resource failed", error);
+    if (breaker_.open()) housekeeper_cv_.notify_all();  // it wakes us when the probe is due
+  }
+
+  void request_spare() {
+    std::lock_guard lk(mutex_);
+    if (stopping_) return;
+    extra_wanted_ = std::max<std::size_t>(extra_wanted_, 1);
+    kick_locked();
   }
 
   // ---- housekeeping
 
+  // The housekeeper thread: ticks the coarse clock and plans; never runs user code.
   void housekeeper_loop() {
     std::unique_lock lk(mutex_);
-    while (!stop_threads_) {
-      housekeeper_cv_.wait_for(lk, opts_.housekeeping_interval);
-      if (stop_threads_) break;
+    while (!stopping_) {
+      auto span = ns(cfg_.housekeeping);
+      if (breaker_.open())  // wake for the probe, not a tick later
+        span = std::min(span, sleep_span(clock_.now(), breaker_.next_attempt_at(), cfg_.housekeeping));
+      housekeeper_cv_.wait_for(lk, std::max(span, ns(1'000'000)));
+      if (stopping_) break;
       lk.unlock();
-      run_maintenance();
+      plan_maintenance(clock_.now(), false);
       lk.lock();
     }
   }
 
-  void retire_and_check_idle(std::int64_t now) {
-    const auto idle_timeout = opts_.idle_timeout > ns::zero() ? to_ns(opts_.idle_timeout) : never_ns;
-    const auto keepalive =
-        opts_.keepalive_interval > ns::zero() ? to_ns(opts_.keepalive_interval) : never_ns;
+  // Decides what housekeeping is due at `now`. The user code it needs (pings, destructors,
+  // events) is queued for workers, or with `here` run at once on this thread, one at a time, so
+  // only one resource at a time is out of circulation for a check.
+  void plan_maintenance(std::int64_t now, bool here) {
+    coarse_now_.store(now, std::memory_order_relaxed);
+    if (closed()) return;
+    if (cfg_.leak_threshold != never_ns) detect_leaks(now, here);
     std::size_t idle_now = 0;
-    for (std::size_t i = 0; i < size_; ++i)
-      if (slots_[i].state.load(std::memory_order_relaxed) == slot_state::idle) ++idle_now;
-    for (std::size_t i = 0; i < size_; ++i) {
-      auto& s = slots_[i];
+    for (std::size_t i = 0; i < table_.size(); ++i)
+      if (slot_table<R>::state_of(table_[i]) == slot_state::idle) ++idle_now;
+    for (std::size_t i = 0; i < table_.size(); ++i) {
+      auto& s = table_[i];
       const auto last_used = s.last_used.load(std::memory_order_relaxed);
       const bool expired = now >= s.expires_at.load(std::memory_order_relaxed);
-      const bool idle_expired = idle_timeout != never_ns && now - last_used >= idle_timeout &&
-                                idle_now > opts_.min_idle;
+      const bool idle_expired = cfg_.idle_timeout != never_ns &&
+                                now - last_used >= cfg_.idle_timeout && idle_now > cfg_.min_idle;
       const bool check_due =
-          keepalive != never_ns &&
-          now - std::max(s.last_checked.load(std::memory_order_relaxed), last_used) >= keepalive;
+          cfg_.keepalive != never_ns &&
+          now - std::max(s.last_checked.load(std::memory_order_relaxed), last_used) >= cfg_.keepalive;
       if (!expired && !idle_expired && !check_due) continue;
-      std::uint32_t expected = slot_state::idle;
-      if (!s.state.compare_exchange_strong(expected, slot_state::reserved,
-                                           std::memory_order_acquire))
-        continue;
-      // Reserved: borrowers skip it (they take another or wait); nothing blocks on us. The
-      // readings above may be stale (it was lent and returned meanwhile): read them again.
-      std::optional<destroy_reason> why;
+      if (!slot_table<R>::try_reserve(s)) continue;
+      // Reserved: borrowers skip it. The readings above may be stale (it was lent and returned
+      // meanwhile): read them again.
+      std::unique_lock lk(mutex_);
       if (now >= s.expires_at.load(std::memory_order_relaxed)) {
-        why = destroy_reason::lifetime;
+        --idle_now;
+        post_or_run_locked(job{job::destroy, &s, destroy_reason::lifetime, {}, {}}, lk, here);
       } else if (idle_expired && s.last_used.load(std::memory_order_relaxed) == last_used) {
-        why = destroy_reason::idle_timeout;
+        --idle_now;
+        post_or_run_locked(job{job::destroy, &s, destroy_reason::idle_timeout, {}, {}}, lk, here);
       } else if (check_due) {
         s.last_checked.store(now, std::memory_order_relaxed);
-        if (!keepalive_check(s)) why = destroy_reason::failed_validation;
-      }
-      if (why) {
-        --idle_now;
-        destroy_owned(s, *why);
-        continue;
-      }
-      std::unique_lock lk(mutex_);
-      if (!make_available(s, lk, check_due)) {
-        lk.unlock();
-        destroy_owned(s, destroy_reason::closed);
+        post_or_run_locked(job{job::check, &s, {}, {}, {}}, lk, here);
+      } else if (!give_locked(s, false)) {
+        post_or_run_locked(job{job::destroy, &s, destroy_reason::closed, {}, {}}, lk, here);
       }
     }
+    std::lock_guard lk(mutex_);
+    want_min_idle_locked();
+    // Waiters sleep on the pool's clock; a manual clock only moves when told, so wake those whose
+    // deadline has passed to let them notice.
+    queue_.for_each([&](waiter& w) {
+      if (w.deadline <= now) w.wake(w);
+    });
+    kick_locked();
   }
 
-  auto keepalive_check(slot_type& s) -> bool {
-    if constexpr (std::is_same_v<V, always_valid>) {
-      (void)s;
-      return true;
-    } else {
-      try {
-        return invoke_validate(validator_, *s.resource);
-      } catch (...) {
-        return false;
-      }
-    }
+  void post_or_run_locked(job&& j, std::unique_lock<std::mutex>& lk, bool here = false) {
+    if (!here && post_locked(std::move(j))) return;
+    lk.unlock();
+    run_job(j);
+    lk.lock();
   }
 
-  void detect_leaks(std::int64_t now) {
-    const auto threshold = to_ns(opts_.leak_threshold);
-    for (std::size_t i = 0; i < size_; ++i) {
-      auto& s = slots_[i];
-      if ((s.state.load(std::memory_order_acquire) & slot_state::mask) != slot_state::in_use)
-        continue;
+  // min_idle: what is idle or being made counts; the background makes the rest.
+  void want_min_idle_locked() noexcept {
+    const auto have = idle_count_locked() + creating_;
+    extra_wanted_ = std::max(extra_wanted_, cfg_.min_idle > have ? cfg_.min_idle - have : 0);
+  }
+
+  [[nodiscard]] auto idle_count_locked() const noexcept -> std::size_t {
+    std::size_t n = 0;
+    for (std::size_t i = 0; i < table_.size(); ++i)
+      if (slot_table<R>::state_of(table_[i]) == slot_state::idle) ++n;
+    return n;
+  }
+
+  // A worker's half of a keepalive check: the ping, then back into circulation through the same
+  // checks as any hand-off (an eviction or close during the ping wins).
+  void finish_keepalive(slot_type& s) noexcept {
+    bool ok = true;
+    if constexpr (!std::is_same_v<V, always_valid>) ok = invoke_validator(s);
+    if (!ok) return destroy_reserved(s, destroy_reason::failed_validation);
+    std::unique_lock lk(mutex_);
+    if (make_available_locked(s, true)) return;
+    const auto why = closed() ? destroy_reason::closed : destroy_reason::evicted;
+    lk.unlock();
+    destroy_reserved(s, why);
+  }
+
+  void detect_leaks(std::int64_t now, bool here) {
+    for (std::size_t i = 0; i < table_.size(); ++i) {
+      auto& s = table_[i];
+      if (slot_table<R>::state_of(s) != slot_state::in_use) continue;
       const auto seq = s.acquisitions.load(std::memory_order_acquire);
       const auto at = s.acquired_at.load(std::memory_order_acquire);
-      if (now - at < threshold || s.leak_reported.load(std::memory_order_relaxed) == seq) continue;
+      if (now - at < cfg_.leak_threshold || s.leak_reported.load(std::memory_order_relaxed) == seq)
+        continue;
       const acquire_site site{s.site_file.load(std::memory_order_relaxed),
                               s.site_function.load(std::memory_order_relaxed),
                               s.site_line.load(std::memory_order_relaxed)};
       // Still the same lease? (It may have come back and gone out again meanwhile.)
-      if ((s.state.load(std::memory_order_acquire) & slot_state::mask) != slot_state::in_use ||
+      if (slot_table<R>::state_of(s) != slot_state::in_use ||
           s.acquisitions.load(std::memory_order_acquire) != seq)
         continue;
       s.leak_reported.store(seq, std::memory_order_relaxed);
-      if (opts_.on_event) {
-        pool_event e;
-        e.kind = event_kind::leak_suspected;
-        e.where = site;
-        e.held = std::chrono::duration_cast<std::chrono::milliseconds>(ns(now - at));
-        emit(e);
-      }
+      if (!opts_.on_event) continue;
+      job j{job::event, nullptr, {}, {}, {}};
+      j.ev.kind = event_kind::leak_suspected;
+      j.ev.where = site;
+      j.ev.held = std::chrono::duration_cast<std::chrono::milliseconds>(ns(now - at));
+      std::unique_lock lk(mutex_);
+      post_or_run_locked(std::move(j), lk, here);
     }
   }
 
@@ -923,33 +1154,16 @@ class pool_core final : public lease_home<resource_t<F>> {
 
   // ---- events
 
+  // Holds a reference while the callback runs, so a callback that destroys the pool's handle
+  // does not free the core under its caller (P5).
   void emit(pool_event& e) noexcept {
     e.pool_name = opts_.name;
+    refs_.fetch_add(1, std::memory_order_relaxed);
     try {
       opts_.on_event(e);
     } catch (...) {  // a throwing callback must not break the pool
     }
-  }
-  void emit_message(event_kind kind, const std::string& message) noexcept {
-    if (!opts_.on_event) return;
-    pool_event e;
-    e.kind = kind;
-    e.message = message;
-    emit(e);
-  }
-
-  void stop_and_join() noexcept {
-    {
-      std::lock_guard lk(mutex_);
-      stop_threads_ = true;
-      creator_cv_.notify_all();
-      housekeeper_cv_.notify_all();
-    }
-    // An event callback that closes the pool runs on one of these threads: it cannot join
-    // itself; the handle's destructor (on another thread) joins it later.
-    const auto self = std::this_thread::get_id();
-    for (std::thread* t : {&creator_, &housekeeper_})
-      if (t->joinable() && t->get_id() != self) t->join();
+    unref();
   }
 
   // ---------------------------------------------------------------- data
@@ -958,25 +1172,32 @@ class pool_core final : public lease_home<resource_t<F>> {
   [[no_unique_address]] V validator_;
   [[no_unique_address]] S resetter_;
   const pool_options opts_;
-  const std::size_t size_;
+  const pool_settings cfg_;
+  const pool_clock<Clock> clock_;
   const std::uint64_t id_ = next_pool_id();
-  const std::int64_t validate_after_idle_ns_ = to_ns(opts_.validate_after_idle);
-  std::unique_ptr<slot_type[]> slots_;
+  slot_table<R> table_;
+  // The clock at the last housekeeping tick or slow-path reading: the fast path's time.
+  alignas(cache_line) std::atomic<std::int64_t> coarse_now_{0};
 
-  // Read on the fast path, written rarely: their own cache lines.
-  alignas(cache_line) std::atomic<std::uint64_t> epoch_{0};  // closed bit | generation << 1
-  std::atomic<std::int64_t> coarse_now_{0};                  // the clock at housekeeping tick
-  alignas(cache_line) std::atomic<std::size_t> waiters_{0};  // callers in the slow path
-
-  // The slow path, under the mutex.
+  // Guarded by mutex_: everything below, up to refs_.
   alignas(cache_line) mutable std::mutex mutex_;
-  std::condition_variable creator_cv_;
+  waiter_queue<waiter> queue_;
+  std::vector<std::uint32_t> free_slots_;  // P1
+  std::size_t live_ = 0;                   // P1
+  std::size_t creating_ = 0;               // P1
+  std::size_t extra_wanted_ = 0;           // creations wanted beyond the waiters
+  std::size_t spinners_ = 0;
+  creation_breaker breaker_;
+  std::deque<job> jobs_;
+  std::condition_variable workers_cv_;     // idle workers wait here
+  std::condition_variable quiet_cv_;       // close() waits here for workers to leave
   std::condition_variable housekeeper_cv_;
-  waiter* queue_head_ = nullptr;
-  waiter* queue_tail_ = nullptr;
-  std::size_t queue_size_ = 0;
-  std::size_t spare_requests_ = 0;
-  bool stop_threads_ = false;
+  std::size_t workers_alive_ = 0;
+  std::size_t workers_idle_ = 0;
+  std::size_t workers_starting_ = 0;
+  std::size_t workers_in_user_code_ = 0;
+  std::size_t jobs_running_ = 0;
+  bool stopping_ = false;
   std::uint64_t created_ = 0;
   std::array<std::uint64_t, destroy_reason_count> destroyed_by_{};
   std::uint64_t timeouts_ = 0;
@@ -986,14 +1207,11 @@ class pool_core final : public lease_home<resource_t<F>> {
   std::uint64_t slow_acquired_ = 0;
   wait_histogram wait_hist_;
   std::chrono::microseconds wait_max_{0};
-  std::uint32_t consecutive_failures_ = 0;
-  std::int64_t next_retry_at_ = 0;
   std::exception_ptr last_error_;
   std::string last_error_text_;
   std::mt19937_64 rng_;
 
-  std::atomic<int> refs_{1};  // the handle, plus one per lease orphaned by its destruction
-  std::thread creator_;
+  std::atomic<int> refs_{1};  // P5
   std::thread housekeeper_;
 };
 

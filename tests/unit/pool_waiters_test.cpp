@@ -39,9 +39,9 @@ TEST_CASE("waiters are served first come, first served") {
   CHECK(f.c->made == 1);  // handed from waiter to waiter, never a second resource
 }
 
-TEST_CASE("a returned resource goes to a waiter, not to a later caller barging in") {
+TEST_CASE("strict FIFO (fairness_window 0): a return goes to the waiter, not to a barger") {
   test_factory f;
-  respool::pool p{f, {.max_size = 1}};
+  respool::pool p{f, {.max_size = 1, .fairness_window = std::chrono::microseconds(0)}};
   auto held = p.acquire();
   std::promise<int> got;
   std::promise<void> may_return;
@@ -112,13 +112,14 @@ TEST_CASE("max_waiters sheds load at once with errc::exhausted") {
   waiter.join();
 }
 
-TEST_CASE("max_waiters = 0 means never wait") {
+TEST_CASE("max_waiters = 0 is refused: acquire(0ms) and try_acquire are the calls that never wait") {
   test_factory f;
-  respool::pool p{f, {.max_size = 1, .min_idle = 1, .max_waiters = 0}};
-  auto held = p.acquire();  // idle: served without waiting
-  std::error_code ec;
-  auto l = p.acquire(30s, ec);
-  CHECK(ec == respool::errc::exhausted);
+  try {
+    respool::pool p{f, {.max_size = 1, .min_idle = 1, .max_waiters = 0}};
+    FAIL("a pool that could never serve a cold acquire was accepted");
+  } catch (const std::invalid_argument& e) {
+    CHECK(std::string(e.what()).find("max_waiters") != std::string::npos);
+  }
 }
 
 TEST_CASE("a waiter times out on the pool's clock, without real waiting") {
