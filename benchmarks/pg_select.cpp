@@ -18,6 +18,10 @@
 //                 with the resetter in `rollback_only` mode (nothing to clean after a SELECT,
 //                 which is what pgbench does) and in the default `discard_all` mode (one more
 //                 round trip per request: the price of guaranteed-clean sessions).
+//   mutex_pool    N threads through the 60-line mutex + condition-variable pool of
+//                 baseline_pool.hpp (K connections, no validation or reset): what respool's
+//                 slow path must not lose to (target: rollback_only >= 0.95x it, and >= 0.9x
+//                 pgbench, at 16 and 64 threads).
 //   per_request   N threads, each request opens a connection, runs the SELECT and closes it.
 //   pgbench_connect  pgbench -S -C (a new connection per transaction), for reference.
 #include <respool/pool.hpp>
@@ -36,6 +40,7 @@
 
 #include "backend_bench.hpp"
 #include "backends/postgres.hpp"
+#include "baseline_pool.hpp"
 #include "servers.hpp"
 
 namespace pg = respool_examples::pg;
@@ -81,7 +86,7 @@ int main(int argc, char** argv) {
   const bb::args a(argc, argv, {"conninfo", "pool", "threads", "seconds", "runs", "scale"},
                    "[--conninfo=STR] [--pool=K] [--threads=N,N] [--seconds=S] [--runs=R] [--scale=SF]");
   const int k = std::max(1, static_cast<int>(a.number("pool", 4)));
-  const auto thread_counts = a.integers("threads", std::to_string(k) + ",16");
+  const auto thread_counts = a.integers("threads", std::to_string(k) + ",16,64");
   const double seconds = std::max(0.5, a.number("seconds", 5));
   const int runs = std::max(1, static_cast<int>(a.number("runs", 3)));
   const int scale = std::max(1, static_cast<int>(a.number("scale", 1)));
@@ -130,6 +135,9 @@ int main(int argc, char** argv) {
       pooled.push_back({n, pg::session_reset::rollback_only, "rollback_only", {}});
       pooled.push_back({n, pg::session_reset::discard_all, "discard_all", {}});
     }
+    std::vector<std::vector<double>> mutex_tps(thread_counts.size());
+    auto make_conn = [conninfo] { return std::make_unique<pg::connection>(pg::factory{conninfo}.create()); };
+    using mutex_pool = respool_bench::baseline_pool<pg::connection, decltype(make_conn)>;
     std::vector<double> pgbench_tps, pgbench_connect_tps, per_request_tps;
     std::uint64_t per_request_errors = 0;
 
@@ -152,6 +160,22 @@ int main(int argc, char** argv) {
         });
         cfg.tps.push_back(res.per_second);
         cfg.errors += res.errors;
+      }
+      for (std::size_t i = 0; i < thread_counts.size(); ++i) {
+        const int n = thread_counts[i];
+        mutex_pool db(make_conn, static_cast<std::size_t>(k));
+        {  // connect all K first, as respool's min_idle does
+          std::vector<mutex_pool::handle> warm;
+          for (int j = 0; j < k; ++j) warm.push_back(db.acquire());
+        }
+        std::vector<std::minstd_rand> rngs;
+        for (int t = 0; t < n; ++t) rngs.emplace_back(static_cast<unsigned>(t + 3 + r * 1000));
+        const auto res = bb::run_for(n, seconds, [&](int t) {
+          const auto sql = select_sql(rngs[static_cast<std::size_t>(t)], rows);
+          auto c = db.acquire();
+          return run_select(c->get(), sql);
+        });
+        mutex_tps[i].push_back(res.per_second);
       }
       {
         const int n = thread_counts.front();
@@ -182,13 +206,24 @@ int main(int argc, char** argv) {
         .field("bench", "pg_select").field("what", "connect_per_request")
         .field("threads", thread_counts.front()).field("tps", per_request)
         .field("errors", per_request_errors).print();
+    auto mutex_median = [&](int threads) {
+      for (std::size_t i = 0; i < thread_counts.size(); ++i)
+        if (thread_counts[i] == threads) return bb::median(mutex_tps[i]);
+      return 0.0;
+    };
+    for (std::size_t i = 0; i < thread_counts.size(); ++i)
+      bb::json_line()
+          .field("bench", "pg_select").field("what", "mutex_pool").field("threads", thread_counts[i])
+          .field("pool", k).field("tps", bb::median(mutex_tps[i])).print();
     for (const auto& cfg : pooled) {
       const double tps = bb::median(cfg.tps);
+      const double mutex = mutex_median(cfg.threads);
       bb::json_line()
           .field("bench", "pg_select").field("what", "pooled").field("threads", cfg.threads)
           .field("pool", k).field("reset", cfg.mode_name).field("tps", tps)
           .field("errors", cfg.errors)
           .field("vs_pgbench", pgb > 0 ? tps / pgb : 0.0)
+          .field("vs_mutex_pool", mutex > 0 ? tps / mutex : 0.0)
           .field("vs_connect_per_request", per_request > 0 ? tps / per_request : 0.0)
           .print();
     }

@@ -80,7 +80,7 @@ struct pool_options {
   std::function<void(const pool_event&)> on_event{};
 
   /// The largest `max_size`: slot indices are 32-bit and each slot takes two cache lines.
-  static constexpr std::size_t max_size_limit = std::size_t{1} << 24U;
+  static constexpr std::size_t max_size_limit = std::size_t{1} << 20U;
   /// The longest housekeeping period: the coarse clock used on the fast path (lifetimes,
   /// validate-after-idle) is at most this stale.
   static constexpr duration max_housekeeping_interval = std::chrono::hours(1);
@@ -91,7 +91,7 @@ struct pool_options {
       throw std::invalid_argument("respool pool_options for '" + name + "': " + field + " " + why);
     };
     if (max_size == 0) fail("max_size", "must be at least 1");
-    if (max_size > max_size_limit) fail("max_size", "must be at most 16,777,216");
+    if (max_size > max_size_limit) fail("max_size", "must be at most 1,048,576");
     if (min_idle > max_size) fail("min_idle", "must not exceed max_size");
     if (acquire_timeout < duration::zero()) fail("acquire_timeout", "must not be negative");
     if (idle_timeout < duration::zero()) fail("idle_timeout", "must not be negative (0 disables)");

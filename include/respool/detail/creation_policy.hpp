@@ -18,16 +18,25 @@ RESPOOL_NAMESPACE_BEGIN
 namespace detail {
 
 /// Factory calls to begin now. `live` counts every slot not empty (creating ones included),
-/// `waiting` the callers queued, `extra` the resources wanted beyond them (min_idle, a spare
-/// for try_acquire).
+/// `creating` the calls in flight, `stalled` those of them that have taken much longer than
+/// creations usually do (a hung connect: they no longer count as on their way), `waiting` the
+/// callers queued, `extra` the resources wanted beyond them (min_idle, a spare for try_acquire).
 [[nodiscard]] constexpr auto creations_to_start(std::size_t max_size, std::size_t live,
-                                                std::size_t creating, std::size_t concurrency,
-                                                std::size_t waiting, std::size_t extra) noexcept
-    -> std::size_t {
+                                                std::size_t creating, std::size_t stalled,
+                                                std::size_t concurrency, std::size_t waiting,
+                                                std::size_t extra) noexcept -> std::size_t {
   const std::size_t room = max_size > live ? max_size - live : 0;
   const std::size_t lanes = concurrency > creating ? concurrency - creating : 0;
-  const std::size_t demand = waiting + extra > creating ? waiting + extra - creating : 0;
+  const std::size_t coming = creating > stalled ? creating - stalled : 0;
+  const std::size_t demand = waiting + extra > coming ? waiting + extra - coming : 0;
   return std::min({room, lanes, demand});
+}
+
+/// How long a creation may take before it counts as stalled: four times the usual (a moving
+/// average of successful ones), and never less than `floor`.
+[[nodiscard]] constexpr auto stall_after(std::int64_t usual, std::int64_t floor) noexcept
+    -> std::int64_t {
+  return usual > floor / 4 ? usual * 4 : floor;
 }
 
 /// The n-th backoff (n >= 1) before jitter: min, 2 min, 4 min, ... capped at max.

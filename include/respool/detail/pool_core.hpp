@@ -120,6 +120,7 @@ class pool_core final : public lease_home<resource_t<F>> {
         breaker_(cfg_.fail_fast_after, cfg_.backoff_min, cfg_.backoff_max),
         rng_(std::random_device{}()) {
     free_slots_.reserve(cfg_.max_size);
+    creation_starts_.reserve(cfg_.create_concurrency + 1);
     for (std::size_t i = cfg_.max_size; i-- > 0;) free_slots_.push_back(static_cast<std::uint32_t>(i));
     coarse_now_.store(clock_.now(), std::memory_order_relaxed);
     // The housekeeper first: if it cannot start, nothing else has (a worker would outlive the
@@ -143,7 +144,10 @@ class pool_core final : public lease_home<resource_t<F>> {
     for (;;) {
       slot_type* s = nullptr;
       bool fresh = false;
-      if (!cfg_.strict_fifo() || table_.control().load().waiters() == 0) s = claim();
+      // Once it has waited, a caller takes what comes through the queue (a waiter whose
+      // hand-off failed its check is queued again already, Q2, and may be served meanwhile).
+      if (w.ticket == 0 && (!cfg_.strict_fifo() || table_.control().load().waiters() == 0))
+        s = claim();
       if (s == nullptr) {
         if (deadline == 0) deadline = add_sat(clock_.now(), timeout);
         if (timeout == 0) return refuse_at_once(fail);
@@ -151,17 +155,21 @@ class pool_core final : public lease_home<resource_t<F>> {
         if (s == nullptr) return {};
       }
       if (fresh) return grant(*s, site);
-      switch (borrow_check(*s, deadline, timeout)) {
+      switch (borrow_check(*s, deadline, timeout, &w)) {
         case borrow::ok: return grant(*s, site);
-        case borrow::too_late: return timed_out(fail, timeout, "; no time left to validate");
+        case borrow::too_late:
+          abandon(w);
+          return timed_out(fail, timeout, "; no time left to validate");
         case borrow::retired: break;
       }
       // It failed validation (or expired) and is gone. Validators that fail slowly must not
       // stretch the caller's timeout: check it before trying again.
       const auto t = clock_.now();
       if (deadline == 0) deadline = add_sat(t, timeout);
-      if (t > deadline)
+      if (t > deadline) {
+        abandon(w);
         return timed_out(fail, timeout, "; idle resources kept failing validation");
+      }
     }
   }
 
@@ -171,7 +179,7 @@ class pool_core final : public lease_home<resource_t<F>> {
     while (!cfg_.strict_fifo() || table_.control().load().waiters() == 0) {
       slot_type* s = claim();
       if (s == nullptr) break;
-      if (borrow_check(*s, deadline, 0) == borrow::ok) return grant(*s, site);
+      if (borrow_check(*s, deadline, 0, nullptr) == borrow::ok) return grant(*s, site);
       if (deadline != 0 && clock_.now() > deadline) return std::nullopt;
     }
     request_spare();
@@ -303,6 +311,7 @@ class pool_core final : public lease_home<resource_t<F>> {
   static constexpr auto worker_linger = std::chrono::seconds(2);
   static constexpr std::size_t job_lanes = 4;  // workers running pings, destructors, events
   static constexpr auto close_grace = std::chrono::milliseconds(100);
+  static constexpr std::int64_t stall_floor = 20'000'000;  // 20 ms: see stall_after
   static inline thread_local const void* tls_worker_of = nullptr;  // the pool a worker serves
 
   struct waiter : waiter_link {
@@ -332,13 +341,36 @@ class pool_core final : public lease_home<resource_t<F>> {
 
   enum class borrow : std::uint8_t { ok, retired, too_late };
 
+  // User code queued for a worker: a retirement, a keepalive check, or an event (the events
+  // raised where no user code may run: on the housekeeper, or a caller past its deadline).
   struct job {
-    enum kind_t : std::uint8_t { destroy, check, event } kind;
+    enum kind_t : std::uint8_t { destroy, check, event };
+    kind_t kind = destroy;
     slot_type* s = nullptr;
     destroy_reason why{};
-    pool_event ev{};
-    std::string text;  // owns ev.message
+    event_kind what{};
+    acquire_site where{};
+    std::chrono::milliseconds held{};
+    std::string text;
   };
+  static auto destroy_job(slot_type& s, destroy_reason why) noexcept -> job {
+    job j;
+    j.s = &s;
+    j.why = why;
+    return j;
+  }
+  static auto check_job(slot_type& s) noexcept -> job {
+    job j;
+    j.kind = job::check;
+    j.s = &s;
+    return j;
+  }
+  static auto event_job(event_kind kind) noexcept -> job {
+    job j;
+    j.kind = job::event;
+    j.what = kind;
+    return j;
+  }
 
   ~pool_core() = default;
 
@@ -371,14 +403,21 @@ class pool_core final : public lease_home<resource_t<F>> {
 
   // Checks a claimed resource before lending it: closed, lifetime, eviction, validate after
   // idle. Validates only before the caller's deadline (reading the clock for it if not yet).
-  auto borrow_check(slot_type& s, std::int64_t& deadline, std::int64_t timeout) -> borrow {
+  // A caller that came through the queue rejoins it at its place before its resource is
+  // retired, so the replacement is still its (Q2).
+  auto borrow_check(slot_type& s, std::int64_t& deadline, std::int64_t timeout, waiter* w)
+      -> borrow {
+    const auto failed = [&](destroy_reason why) {
+      if (w != nullptr && w->ticket != 0) keep_place(*w);
+      retire(s, why);
+      return borrow::retired;
+    };
     // seq_cst after the claiming CAS: either close() sees this slot leased, or we see it closed.
     const auto c = table_.control().load();
     const auto now = coarse_now_.load(std::memory_order_relaxed);
-    if (c.closed()) return retire(s, destroy_reason::closed), borrow::retired;
-    if (now >= s.expires_at.load(std::memory_order_relaxed))
-      return retire(s, destroy_reason::lifetime), borrow::retired;
-    if (s.generation != c.generation()) return retire(s, destroy_reason::evicted), borrow::retired;
+    if (c.closed()) return failed(destroy_reason::closed);
+    if (now >= s.expires_at.load(std::memory_order_relaxed)) return failed(destroy_reason::lifetime);
+    if (s.generation != c.generation()) return failed(destroy_reason::evicted);
     if constexpr (!std::is_same_v<V, always_valid>) {
       const auto after = cfg_.validate_after_idle;
       // 0 validates every borrow, even one the coarse clock places "before" the last return.
@@ -390,7 +429,7 @@ class pool_core final : public lease_home<resource_t<F>> {
           return_slot(s);
           return borrow::too_late;
         }
-        if (!invoke_validator(s)) return retire(s, destroy_reason::failed_validation), borrow::retired;
+        if (!invoke_validator(s)) return failed(destroy_reason::failed_validation);
       }
     }
     return borrow::ok;
@@ -524,35 +563,17 @@ class pool_core final : public lease_home<resource_t<F>> {
     std::unique_lock lk(mutex_);
     const auto now = clock_.now();
     coarse_now_.store(now, std::memory_order_relaxed);
-    if (closed()) return fail_locked(fail, errc::closed, "the pool is closed");
-    if (w.ticket == 0) {  // first arrival; one that rejoins (Q2) has been admitted already
-      if (queue_.size() >= cfg_.max_waiters) {
-        ++shed_;
-        return fail_locked(fail, errc::exhausted,
-                           "load shed: " + std::to_string(queue_.size()) +
-                               " callers already wait (max_waiters " +
-                               std::to_string(cfg_.max_waiters) + ")");
-      }
-      if (live_ == creating_ && breaker_.fails_fast(now)) {
-        ++fast_failures_;
-        return fail_locked(fail, errc::backend_unavailable,
-                           "backend unavailable: creating a resource failed " +
-                               std::to_string(breaker_.consecutive_failures()) +
-                               " times in a row and nothing is idle or in use; failing fast "
-                               "until the next attempt");
-      }
-      w.since = steady_ns();
+    if (w.granted != nullptr || w.failure || w.queued) {
+      // Queued again by keep_place, and maybe served or failed since: wait on as we are.
+    } else if (closed()) {
+      return fail_locked(fail, errc::closed, "the pool is closed");
+    } else {
+      if (w.ticket == 0 && !admit_locked(w, now, fail)) return nullptr;
+      join_queue_locked(w, deadline);
     }
-    w.deadline = deadline;
-    w.served.store(false, std::memory_order_relaxed);
-    w.granted = nullptr;
-    w.failure.reset();
-    w.notified = false;
-    queue_.push(w);
-    table_.control().add_waiter();  // announce, then scan (S4)
-    kick_locked();
     const auto started = now;
     slot_type* s = wait_queued_locked(w, lk);
+
     const auto waited = std::chrono::duration_cast<std::chrono::microseconds>(
         ns(std::max<std::int64_t>(0, clock_.now() - started)));
     wait_hist_.buckets[wait_histogram::bucket_of(waited)] += 1;
@@ -561,6 +582,7 @@ class pool_core final : public lease_home<resource_t<F>> {
       ++slow_acquired_;
       fresh = w.fresh;
       w.fresh = false;
+      w.failure.reset();  // failed (say, the backend went down) just as it found one: it has one
       return s;
     }
     if (w.failure) {
@@ -571,6 +593,58 @@ class pool_core final : public lease_home<resource_t<F>> {
     lk.unlock();
     timed_out(fail, timeout, "");
     return nullptr;
+  }
+
+  // A first arrival: shed beyond max_waiters, or fail fast while the backend is known down and
+  // nothing alive could serve it. Starts its fairness clock.
+  auto admit_locked(waiter& w, std::int64_t now, acquire_failure* fail) -> bool {
+    if (queue_.size() >= cfg_.max_waiters) {
+      ++shed_;
+      fail_locked(fail, errc::exhausted,
+                  "load shed: " + std::to_string(queue_.size()) +
+                      " callers already wait (max_waiters " + std::to_string(cfg_.max_waiters) +
+                      ")");
+      return false;
+    }
+    if (live_ == creating_ && breaker_.fails_fast(now)) {
+      ++fast_failures_;
+      fail_locked(fail, errc::backend_unavailable,
+                  "backend unavailable: creating a resource failed " +
+                      std::to_string(breaker_.consecutive_failures()) +
+                      " times in a row and nothing is idle or in use; failing fast until the "
+                      "next attempt");
+      return false;
+    }
+    w.since = steady_ns();
+    return true;
+  }
+
+  void join_queue_locked(waiter& w, std::int64_t deadline) noexcept {
+    w.deadline = deadline;
+    w.served.store(false, std::memory_order_relaxed);
+    w.granted = nullptr;
+    w.failure.reset();
+    w.notified = false;
+    queue_.push(w);
+    table_.control().add_waiter();  // announce, then scan (S4)
+    kick_locked();
+  }
+
+  // Q2: back to its place, before the resource it was handed is retired.
+  void keep_place(waiter& w) {
+    std::lock_guard lk(mutex_);
+    if (!w.queued && w.granted == nullptr && !w.failure && !closed()) join_queue_locked(w, w.deadline);
+  }
+
+  // Leaves for good (timed out outside the queue's own wait): out of the queue, passing on a
+  // notification or a hand-off that reached it meanwhile (P3).
+  void abandon(waiter& w) noexcept {
+    if (w.ticket == 0) return;  // never queued
+    std::unique_lock lk(mutex_);
+    leave_queue_locked(w);
+    if (w.notified) notify_one_locked();
+    if (slot_type* g = std::exchange(w.granted, nullptr))
+      if (!give_locked(*g, false)) retire_locked(*g, destroy_reason::closed, lk);
   }
 
   // Queued and announced: scan, spin briefly, park; until served, failed or timed out (then
@@ -612,8 +686,12 @@ class pool_core final : public lease_home<resource_t<F>> {
       if (w.granted != nullptr || w.failure || w.notified || notes.saw_returning) continue;
       test_hooks::fire(test_hooks::point::before_park);
       if (w.granted != nullptr || w.failure || w.notified) continue;
+      kick_locked();  // a creation meant for us may have stalled meanwhile
+      auto span = sleep_span(clock_.now(), w.deadline);
+      if (!creation_starts_.empty())  // wake when one stalls, to start another for us
+        span = std::min(span, sleep_span(steady_ns(), next_stall_locked()) + ns(1'000'000));
       w.parked = true;
-      w.cv.wait_for(lk, sleep_span(clock_.now(), w.deadline));
+      w.cv.wait_for(lk, span);
       w.parked = false;
     }
   }
@@ -725,7 +803,7 @@ class pool_core final : public lease_home<resource_t<F>> {
       if (keep_lock) lk.lock();
       return;
     }
-    if (!stopping_ && post_locked(job{job::destroy, &s, why, {}, {}})) {
+    if (!stopping_ && post_locked(destroy_job(s, why))) {
       if (!keep_lock) lk.unlock();
       return;
     }
@@ -781,9 +859,9 @@ class pool_core final : public lease_home<resource_t<F>> {
   void post_event_locked(event_kind kind, const std::string& text) noexcept {
     if (!opts_.on_event) return;
     try {
-      job j{job::event, nullptr, {}, {}, text};
-      j.ev.kind = kind;
-      if (!post_locked(std::move(j))) return;
+      job j = event_job(kind);
+      j.text = text;
+      post_locked(std::move(j));
     } catch (...) {  // no memory for the text: the event is dropped, the pool goes on
     }
   }
@@ -798,9 +876,27 @@ class pool_core final : public lease_home<resource_t<F>> {
   // How many creations may begin now (P1, the breaker).
   [[nodiscard]] auto creations_due_locked() const noexcept -> std::size_t {
     if (stopping_) return 0;
-    const auto n = creations_to_start(cfg_.max_size, live_, creating_, cfg_.create_concurrency,
-                                      queue_.size(), extra_wanted_);
+    const auto n = creations_to_start(cfg_.max_size, live_, creating_, stalled_creations_locked(),
+                                      cfg_.create_concurrency, queue_.size(), extra_wanted_);
     return n == 0 ? 0 : breaker_.admit(clock_.now(), n);
+  }
+
+  // Creations in flight for much longer than usual: a connect that hangs. The waiters they were
+  // meant for may have another one started (within create_concurrency).
+  [[nodiscard]] auto stalled_creations_locked() const noexcept -> std::size_t {
+    const auto limit = steady_ns() - stall_after(create_time_avg_, stall_floor);
+    return static_cast<std::size_t>(std::count_if(
+        creation_starts_.begin(), creation_starts_.end(), [&](std::int64_t t) { return t <= limit; }));
+  }
+
+  // When the next creation in flight will count as stalled (steady time), or never_ns.
+  [[nodiscard]] auto next_stall_locked() const noexcept -> std::int64_t {
+    const auto after = stall_after(create_time_avg_, stall_floor);
+    std::int64_t next = never_ns;
+    const auto now = steady_ns();
+    for (auto t : creation_starts_)
+      if (t + after > now) next = std::min(next, t + after);
+    return next;
   }
 
   // There may be work: wake idle workers, or start new ones, one per piece of work.
@@ -869,10 +965,15 @@ class pool_core final : public lease_home<resource_t<F>> {
     switch (j.kind) {
       case job::destroy: destroy_reserved(*j.s, j.why); break;
       case job::check: finish_keepalive(*j.s); break;
-      case job::event:
-        j.ev.message = j.text;
-        emit(j.ev);
+      case job::event: {
+        pool_event e;
+        e.kind = j.what;
+        e.where = j.where;
+        e.held = j.held;
+        e.message = j.text;
+        emit(e);
         break;
+      }
     }
   }
 
@@ -908,6 +1009,8 @@ class pool_core final : public lease_home<resource_t<F>> {
     slot_table<R>::begin_create(s);
     ++live_;
     ++creating_;
+    const auto started = steady_ns();
+    creation_starts_.push_back(started);  // reserved to create_concurrency: no allocation
     const bool probe = breaker_.on_start();
     const auto generation = table_.control().load().generation();
     std::exception_ptr error;
@@ -919,6 +1022,7 @@ class pool_core final : public lease_home<resource_t<F>> {
       }
     });
     --creating_;
+    creation_starts_.erase(std::find(creation_starts_.begin(), creation_starts_.end(), started));
     const auto now = clock_.now();
     if (error) {
       slot_table<R>::release_empty(s);
@@ -936,6 +1040,8 @@ class pool_core final : public lease_home<resource_t<F>> {
       return false;
     }
     ++created_;
+    const auto took = steady_ns() - started;
+    create_time_avg_ = create_time_avg_ == 0 ? took : (create_time_avg_ * 7 + took) / 8;
     breaker_.on_success();
     last_error_ = nullptr;
     last_error_text_.clear();
@@ -1056,15 +1162,15 @@ class pool_core final : public lease_home<resource_t<F>> {
       std::unique_lock lk(mutex_);
       if (now >= s.expires_at.load(std::memory_order_relaxed)) {
         --idle_now;
-        post_or_run_locked(job{job::destroy, &s, destroy_reason::lifetime, {}, {}}, lk, here);
+        post_or_run_locked(destroy_job(s, destroy_reason::lifetime), lk, here);
       } else if (idle_expired && s.last_used.load(std::memory_order_relaxed) == last_used) {
         --idle_now;
-        post_or_run_locked(job{job::destroy, &s, destroy_reason::idle_timeout, {}, {}}, lk, here);
+        post_or_run_locked(destroy_job(s, destroy_reason::idle_timeout), lk, here);
       } else if (check_due) {
         s.last_checked.store(now, std::memory_order_relaxed);
-        post_or_run_locked(job{job::check, &s, {}, {}, {}}, lk, here);
+        post_or_run_locked(check_job(s), lk, here);
       } else if (!give_locked(s, false)) {
-        post_or_run_locked(job{job::destroy, &s, destroy_reason::closed, {}, {}}, lk, here);
+        post_or_run_locked(destroy_job(s, destroy_reason::closed), lk, here);
       }
     }
     std::lock_guard lk(mutex_);
@@ -1127,10 +1233,9 @@ class pool_core final : public lease_home<resource_t<F>> {
         continue;
       s.leak_reported.store(seq, std::memory_order_relaxed);
       if (!opts_.on_event) continue;
-      job j{job::event, nullptr, {}, {}, {}};
-      j.ev.kind = event_kind::leak_suspected;
-      j.ev.where = site;
-      j.ev.held = std::chrono::duration_cast<std::chrono::milliseconds>(ns(now - at));
+      job j = event_job(event_kind::leak_suspected);
+      j.where = site;
+      j.held = std::chrono::duration_cast<std::chrono::milliseconds>(ns(now - at));
       std::unique_lock lk(mutex_);
       post_or_run_locked(std::move(j), lk, here);
     }
@@ -1186,6 +1291,8 @@ class pool_core final : public lease_home<resource_t<F>> {
   std::size_t live_ = 0;                   // P1
   std::size_t creating_ = 0;               // P1
   std::size_t extra_wanted_ = 0;           // creations wanted beyond the waiters
+  std::vector<std::int64_t> creation_starts_;  // steady time each creation in flight began
+  std::int64_t create_time_avg_ = 0;       // moving average of successful creations, ns
   std::size_t spinners_ = 0;
   creation_breaker breaker_;
   std::deque<job> jobs_;
