@@ -1,7 +1,7 @@
 // Fault-injection stress test for respool::pool: 8 threads on a pool of 4, with a factory that
 // fails about 10% of the time, a validator that fails 5% of borrows, a resetter that fails 2% of
-// returns, discarded leases, short timeouts, short idle timeouts and lifetimes, and a 1 ms
-// housekeeper racing the callers. It checks, throughout and at the end:
+// returns, discarded leases, short timeouts, short idle timeouts and lifetimes, short backend
+// outages (every connect and validation fails), and a 1 ms housekeeper racing the callers. It checks, throughout and at the end:
 //
 // - never more than max_size live resources (counted by the resource's own constructor and
 //   destructor, so a resource inside the factory counts too);
@@ -179,10 +179,13 @@ struct fault_counters {
 };
 
 fault_counters g_faults;
+// An outage: every connect fails and every validation says the connection died, so the pool
+// empties, counts the backend as down and fails fast until a probe gets through.
+std::atomic<bool> g_outage{false};
 
 struct flaky_factory {
   auto create() -> resource {
-    if (chance(100)) {
+    if (g_outage.load() || chance(100)) {
       g_faults.factory_throws.fetch_add(1);
       throw std::runtime_error("injected: connection refused");
     }
@@ -200,7 +203,7 @@ struct flaky_validator {
     g_faults.validations.fetch_add(1);
     if (!r.t) g_violations.add("validator got a moved-from resource");
     else if (r.t->held.load()) g_violations.add("validator ran on a resource someone holds");
-    if (chance(50)) {
+    if (g_outage.load() || chance(50)) {
       g_faults.validation_failures.fetch_add(1);
       if (chance(200)) throw std::runtime_error("injected: validation threw");
       return false;
@@ -444,10 +447,22 @@ TEST_CASE("pool under fault injection: bounded, exclusive, consistent, and empty
     std::atomic<bool> done{false};
     // Every ~50 ms the callers pause for ~4 ms, so idle resources age past idle_timeout and the
     // housekeeper retires them; then all of them rush back at once, racing it and the creator.
+    // Every ~120 ms the backend goes down for ~15 ms (the breaker opens, callers fail fast).
     std::atomic<bool> quiet{false};
     std::thread monitor([&] {
       auto next_quiet = steady::now() + 50ms;
+      auto next_outage = steady::now() + 120ms;
+      auto outage_ends = steady::time_point::max();
       while (!done.load()) {
+        if (steady::now() >= next_outage) {
+          g_outage = true;
+          outage_ends = steady::now() + 15ms;
+          next_outage = steady::now() + 120ms;
+        }
+        if (steady::now() >= outage_ends) {
+          g_outage = false;
+          outage_ends = steady::time_point::max();
+        }
         check_snapshot(pool.stats(), "during the run");
         const long live = g_live.load();
         if (live > static_cast<long>(pool_max))
@@ -473,6 +488,7 @@ TEST_CASE("pool under fault injection: bounded, exclusive, consistent, and empty
     for (auto& w : workers) w.join();
     done = true;
     monitor.join();
+    g_outage = false;
 
     // Every lease is back. Nothing is in use; the counters agree with one another.
     const auto before = pool.stats();

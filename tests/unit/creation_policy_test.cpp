@@ -37,26 +37,28 @@ TEST_CASE("backoff_delay doubles from min and is capped at max") {
 
 TEST_CASE("the breaker opens at the threshold, admits one probe when due, closes on success") {
   creation_breaker b(3, 100, 1000);
-  CHECK(b.admit(0, 2) == 2u);
-  b.on_failure(0, 1.0, b.on_start());
-  b.on_failure(0, 1.0, b.on_start());
-  CHECK_FALSE(b.open());           // two failures: a flaky backend, retried at once
-  CHECK(b.admit(0, 2) == 2u);
+  CHECK(b.admit(0, 2, false) == 2u);
+  b.on_failure(0, 1.0, b.on_start(false));
+  b.on_failure(0, 1.0, b.on_start(false));
+  CHECK_FALSE(b.open());                  // two failures: a flaky backend, retried at once
+  CHECK(b.admit(0, 2, false) == 2u);
   CHECK_FALSE(b.fails_fast(0));
-  b.on_failure(10, 1.0, b.on_start());
-  CHECK(b.open());                 // the third: down
+  b.on_failure(10, 1.0, b.on_start(false));
+  CHECK(b.open());                        // the third: down
   CHECK(b.next_attempt_at() == 110);
   CHECK(b.fails_fast(50));
-  CHECK(b.admit(50, 2) == 0u);     // backing off
-  CHECK(b.admit(110, 2) == 1u);    // one probe when due
+  CHECK(b.admit(50, 2, false) == 0u);     // backing off
+  CHECK(b.admit(50, 2, true) == 2u);      // ... unless resources still serve: not down yet
+  CHECK_FALSE(b.on_start(true));          // and such an attempt is no probe
+  CHECK(b.admit(110, 2, false) == 1u);    // one probe when due
   CHECK_FALSE(b.fails_fast(110));
-  CHECK(b.on_start());             // it is the probe
-  CHECK(b.admit(120, 2) == 0u);    // only one at a time
-  CHECK_FALSE(b.fails_fast(120));  // callers may wait for the probe
+  CHECK(b.on_start(false));               // it is the probe
+  CHECK(b.admit(120, 2, false) == 0u);    // only one at a time
+  CHECK_FALSE(b.fails_fast(120));         // callers may wait for the probe
   b.on_failure(130, 0.5, true);
   CHECK(b.next_attempt_at() == 130 + 100);  // the second backoff (200), jittered to half
-  b.on_start();
+  b.on_start(false);
   b.on_success();
   CHECK_FALSE(b.open());
-  CHECK(b.admit(0, 2) == 2u);
+  CHECK(b.admit(0, 2, false) == 2u);
 }

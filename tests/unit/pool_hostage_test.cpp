@@ -159,13 +159,15 @@ TEST_CASE("the pool's destructor returns promptly while a connect hangs") {
   {
     std::error_code ec;
     auto l = p->acquire(50ms, ec);  // starts the creation, gives up waiting for it
-    CHECK(ec == respool::errc::timeout);
+    // ... or is served by a second creation started once the first counts as stalled (20 ms):
+    // either way the first one still hangs.
+    CHECK((ec == respool::errc::timeout || !ec));
   }
   REQUIRE(eventually([&] { return f.st->first_entered.load(); }, 5s));
   background<void> destroyer([&p] { p.reset(); });
   CHECK(destroyer.ready_within(500ms));
   f.st->open = true;
-  CHECK(eventually([&] { return f.st->c->made == 1 && f.st->c->live == 0; }, 5s));
+  CHECK(eventually([&] { return f.st->c->made >= 1 && f.st->c->live == 0; }, 5s));
   // If the destructor is still stuck, `destroyer` detaches it: `p` was already set to null by
   // reset(), and the pool it destroys lives on the heap.
   CHECK(destroyer.ready_within(5s));

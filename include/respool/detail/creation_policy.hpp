@@ -5,8 +5,11 @@
 // - creations_to_start: how many factory calls to begin now.
 // - creation_breaker: consecutive failures, backoff and the circuit breaker. Below the
 //   threshold a failed creation is retried at once (a flaky backend is not a down one). At the
-//   threshold the backend counts as down: the breaker opens, attempts wait for a jittered,
-//   doubling backoff, and each is a single probe; the first success closes it.
+//   threshold the breaker opens. While the pool still has resources that serve (the backend
+//   answered them), attempts go on at once: pausing would only drain the pool of a backend that
+//   is flaky, not down. Once nothing is left, the backend counts as down: attempts wait for a
+//   jittered, doubling backoff, each a single probe, and callers fail fast meanwhile; the first
+//   success closes it.
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
@@ -58,10 +61,12 @@ class creation_breaker {
   /// When the next attempt may start (meaningful while open).
   [[nodiscard]] auto next_attempt_at() const noexcept -> std::int64_t { return next_at_; }
 
-  /// How many of `wanted` creations may start at `now`: all while closed, one probe while open
-  /// and due, none while a probe is out or the backoff runs.
-  [[nodiscard]] auto admit(std::int64_t now, std::size_t wanted) const noexcept -> std::size_t {
-    if (!open()) return wanted;
+  /// How many of `wanted` creations may start at `now`: all while closed or while the pool
+  /// still `serving` (has resources other than ones being created); else one probe when due,
+  /// none while a probe is out or the backoff runs.
+  [[nodiscard]] auto admit(std::int64_t now, std::size_t wanted, bool serving) const noexcept
+      -> std::size_t {
+    if (!open() || serving) return wanted;
     return (probing_ || now < next_at_) ? 0 : std::min<std::size_t>(wanted, 1);
   }
   /// Whether a caller that nothing alive could serve should be refused at `now`.
@@ -69,9 +74,9 @@ class creation_breaker {
     return open() && !probing_ && now < next_at_;
   }
 
-  /// A creation begins; true if it is the probe (the breaker was open).
-  auto on_start() noexcept -> bool {
-    if (!open()) return false;
+  /// A creation begins; true if it is the probe (the breaker was open, nothing serving).
+  auto on_start(bool serving) noexcept -> bool {
+    if (!open() || serving) return false;
     probing_ = true;
     return true;
   }

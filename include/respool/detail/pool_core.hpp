@@ -20,13 +20,20 @@
 //      only under mutex_. The free list holds exactly the empty slots.
 //  P2. A waiter is counted in the control word while queued (added and removed under mutex_).
 //  P3. (No lost wake-up.) While a slot is idle and waiters are queued, some queued waiter is
-//      awake: not parked, or notified. Whoever makes a slot idle while waiters are queued
-//      notifies one that is not yet notified (notify_one_locked, under mutex_); a notified
-//      waiter scans again before it may park; a waiter that leaves without a slot passes its
-//      notification on; a waiter that met a returning slot scans again instead of parking.
+//      awake (not parked, or notified) and will scan again. Whoever makes a slot idle while
+//      waiters are queued bumps wake_seq_ if a waiter is running (it may be mid-scan), and wakes
+//      one if none is running or woken already (activity_ counts both; the wake under mutex_).
+//      A running waiter parks only if wake_seq_ has not moved since its last scan began and
+//      that scan met no returning slot (it leaves the running count first, then reads
+//      wake_seq_; a lock-free return marks its slot, reads the count, bumps wake_seq_, reads the
+//      count again: seq_cst, so one of the two sees the other). A woken waiter scans from
+//      scratch after the return's mark. One that leaves the queue awake wakes another if none
+//      is. So at most one waiter is woken per idle slot, not one per return: waking a thread
+//      that a barging one then beats costs more than it gives.
 //  P4. (Eventual fairness.) A return goes straight to the oldest waiter once that waiter has
-//      waited fairness_window (in strict mode, always), or to a waiter that is spinning;
-//      otherwise it goes idle for whoever runs first, and a waiter is woken to try.
+//      waited fairness_window and no such forced hand-off happened in the last window (in
+//      strict mode, always), or to a waiter that is spinning; otherwise it goes idle for
+//      whoever runs first, and a waiter is woken to try.
 //  P5. refs_ = 1 for the handle + 1 per live worker + 1 per orphaned lease + 1 per callback
 //      or destruction that runs on a caller's thread; the core deletes itself at 0. The
 //      handle's destruction waits for every returning slot, so no return is half-way through
@@ -308,6 +315,7 @@ class pool_core final : public lease_home<resource_t<F>> {
 
  private:
   static constexpr std::int64_t spin_ns = 4'000;  // a hand-off usually comes within this
+  static constexpr std::int64_t overdue_windows = 8;  // see handoff_target_locked
   static constexpr auto worker_linger = std::chrono::seconds(2);
   static constexpr std::size_t job_lanes = 4;  // workers running pings, destructors, events
   static constexpr auto close_grace = std::chrono::milliseconds(100);
@@ -319,7 +327,8 @@ class pool_core final : public lease_home<resource_t<F>> {
     std::int64_t since = 0;      // steady time it first queued (fairness window)
     slot_type* granted = nullptr;
     bool fresh = false;          // just created or checked: no borrow check needed
-    bool notified = false;       // a slot went idle: scan again before parking (P3)
+    bool notified = false;       // woken to scan (P3)
+    std::uint64_t seen = 0;      // wake_seq_ when its last scan began (P3)
     bool spinning = false;       // awake and polling: a hand-off reaches it at once (P4)
     bool parked = false;         // asleep on cv: whoever serves it must notify
     std::atomic<bool> served{false};  // lets a spinning waiter see its hand-off without the lock
@@ -487,14 +496,32 @@ class pool_core final : public lease_home<resource_t<F>> {
 
   // Puts a slot its holder owns back into circulation: idle (lock-free) when nobody waits, else
   // under the lock, to a waiter or idle with a waiter woken.
+  //
+  // With waiters queued, the lock is needed only for a hand-off (P4) or to wake one (P3): a
+  // return that neither owes a hand-off nor finds every waiter asleep announces itself in
+  // wake_seq_ and leaves. (Taking the lock on every return while anyone waits made returns
+  // queue behind one another on the lock: 0.85x the mutex pool under contention.)
   void return_slot(slot_type& s) noexcept {
-    if (table_.control().load().waiters() == 0) {
+    auto c = table_.control().load();
+    if (c.waiters() == 0 || !handoff_maybe_due()) {
       if (!table_.begin_return(s)) return drop_orphan(s);
-      const auto c = table_.control().load();  // S4: after the mark
-      if (!c.closed() && c.waiters() == 0) return slot_table<R>::finish_return(s);
+      c = table_.control().load();  // S4: after the mark
+      if (!c.closed()) {
+        if (c.waiters() == 0) return slot_table<R>::finish_return(s);
+        // P3 without the lock. A running waiter may be mid-scan: announce, so it looks again
+        // before it parks (pairs with its decrement of the running count and its read of
+        // wake_seq_). One woken already scans after our mark. If none is either, one must be
+        // woken under the lock.
+        auto a = activity_.load(std::memory_order_seq_cst);
+        if (running_of(a) != 0) {
+          wake_seq_.fetch_add(1, std::memory_order_seq_cst);
+          a = activity_.load(std::memory_order_seq_cst);
+        }
+        if (a != 0) return slot_table<R>::finish_return(s);
+      }
     }
-    // Someone waits (or the pool closed meanwhile): the slot is still ours (in use or
-    // returning).
+    // A hand-off may be owed, every waiter sleeps, or the pool closed meanwhile: the slot is
+    // still ours (in use or returning).
     std::unique_lock lk(mutex_);
     if ((s.state.load(std::memory_order_relaxed) & slot_state::orphaned) != 0) {
       lk.unlock();
@@ -512,16 +539,47 @@ class pool_core final : public lease_home<resource_t<F>> {
       return true;
     }
     table_.make_idle(s);
-    notify_one_locked();
+    announce_idle_locked();
     return true;
   }
 
-  // P4: who a return goes to directly, if anyone.
+  // P4: who a return goes to directly, if anyone. A hand-off to a waiter that is not running
+  // leaves the running threads with nothing, so, as in parking_lot's eventual fairness, one is
+  // forced at most once per window (the first return after the window), not on every return
+  // while the head is overdue: a waiter at the head is served within a window or two, and
+  // everyone else keeps running meanwhile.
   auto handoff_target_locked() noexcept -> waiter* {
     waiter* head = queue_.front();
     if (head == nullptr || cfg_.strict_fifo() || head->spinning) return head;
-    if (steady_ns() - head->since >= cfg_.fairness_window) return head;
+    const auto now = steady_ns();
+    const auto waited = now - head->since;
+    // Overdue by far (a long queue, each served one window after the other): every return.
+    if ((now >= next_fair_at_ && waited >= cfg_.fairness_window) ||
+        waited >= overdue_windows * cfg_.fairness_window) {
+      next_fair_at_ = now + cfg_.fairness_window;
+      update_fair_due_locked();
+      return head;
+    }
     return queue_.find_first([](const waiter& w) { return w.spinning; });
+  }
+
+  // Whether a return may owe a hand-off (P4), read without the lock: strict mode, a waiter
+  // spinning, or the head's turn come. A stale answer delays one hand-off or costs one lock.
+  [[nodiscard]] auto handoff_maybe_due() const noexcept -> bool {
+    return cfg_.strict_fifo() || spinners_.load(std::memory_order_relaxed) != 0 ||
+           steady_ns() >= fair_due_at_.load(std::memory_order_relaxed);
+  }
+
+  // When the head's next forced hand-off is due (see handoff_target_locked), for returns to
+  // read without the lock.
+  void update_fair_due_locked() noexcept {
+    const waiter* head = queue_.front();
+    std::int64_t due = never_ns;
+    if (head != nullptr) {
+      const auto w = cfg_.fairness_window;
+      due = std::min(std::max(next_fair_at_, head->since + w), head->since + overdue_windows * w);
+    }
+    fair_due_at_.store(due, std::memory_order_relaxed);
   }
 
   void grant_locked(waiter& w, slot_type& s, bool fresh) noexcept {
@@ -533,11 +591,26 @@ class pool_core final : public lease_home<resource_t<F>> {
     w.wake(w);
   }
 
+  static auto awake(const waiter& w) noexcept -> bool { return !w.parked || w.notified; }
+
+  // activity_: queued waiters running (low half) and parked but woken (high half).
+  static constexpr std::uint64_t one_running = 1;
+  static constexpr std::uint64_t one_woken = std::uint64_t{1} << 32U;
+  static constexpr auto running_of(std::uint64_t a) noexcept -> std::uint32_t {
+    return static_cast<std::uint32_t>(a);
+  }
+
   // P3: a slot went idle; make sure a queued waiter will look.
-  void notify_one_locked() noexcept {
-    waiter* w = queue_.find_first([](const waiter& x) { return !x.notified; });
-    if (w == nullptr) return;
+  void announce_idle_locked() noexcept {
+    wake_seq_.fetch_add(1, std::memory_order_seq_cst);
+    wake_one_if_none_awake_locked();
+  }
+
+  void wake_one_if_none_awake_locked() noexcept {
+    if (queue_.empty() || activity_.load(std::memory_order_relaxed) != 0) return;
+    waiter* w = queue_.front();  // all parked and none woken: the oldest
     w->notified = true;
+    activity_.fetch_add(one_woken, std::memory_order_seq_cst);
     w->wake(*w);
   }
 
@@ -545,13 +618,19 @@ class pool_core final : public lease_home<resource_t<F>> {
   void wake_if_waiting() noexcept {
     if (table_.control().load().waiters() == 0) return;
     std::lock_guard lk(mutex_);
-    notify_one_locked();
+    announce_idle_locked();
   }
 
   void leave_queue_locked(waiter& w) noexcept {
     if (!w.queued) return;
+    const bool was_awake = awake(w);
+    const bool was_head = queue_.front() == &w;
     queue_.remove(w);
     table_.control().remove_waiter();
+    if (was_awake)
+      activity_.fetch_sub(w.parked ? one_woken : one_running, std::memory_order_seq_cst);
+    if (was_head) update_fair_due_locked();
+    if (was_awake) wake_one_if_none_awake_locked();  // P3: the look it was to take
   }
 
   // ---- waiting
@@ -627,6 +706,8 @@ class pool_core final : public lease_home<resource_t<F>> {
     w.notified = false;
     queue_.push(w);
     table_.control().add_waiter();  // announce, then scan (S4)
+    activity_.fetch_add(one_running, std::memory_order_seq_cst);  // it runs (P3)
+    if (queue_.front() == &w) update_fair_due_locked();
     kick_locked();
   }
 
@@ -642,7 +723,6 @@ class pool_core final : public lease_home<resource_t<F>> {
     if (w.ticket == 0) return;  // never queued
     std::unique_lock lk(mutex_);
     leave_queue_locked(w);
-    if (w.notified) notify_one_locked();
     if (slot_type* g = std::exchange(w.granted, nullptr))
       if (!give_locked(*g, false)) retire_locked(*g, destroy_reason::closed, lk);
   }
@@ -651,19 +731,19 @@ class pool_core final : public lease_home<resource_t<F>> {
   // null with the waiter out of the queue and, on timeout, no failure set). Lock held on entry
   // and exit.
   auto wait_queued_locked(waiter& w, std::unique_lock<std::mutex>& lk) -> slot_type* {
-    bool spin = !cfg_.strict_fifo() && spinners_ < cfg_.max_spinners;
+    bool spin = !cfg_.strict_fifo() && spinners_.load(std::memory_order_relaxed) < cfg_.max_spinners;
     for (;;) {
       if (w.granted != nullptr) return std::exchange(w.granted, nullptr);
       if (w.failure) return nullptr;
       if (clock_.now() >= w.deadline) {
         leave_queue_locked(w);
-        if (w.notified) notify_one_locked();  // pass it on (P3)
         return nullptr;
       }
       w.notified = false;
+      w.seen = wake_seq_.load(std::memory_order_seq_cst);
       if (spin) {
         w.spinning = true;
-        ++spinners_;
+        spinners_.fetch_add(1, std::memory_order_relaxed);
       }
       lk.unlock();
       typename slot_table<R>::scan_notes notes;
@@ -671,7 +751,7 @@ class pool_core final : public lease_home<resource_t<F>> {
       lk.lock();
       if (spin) {
         w.spinning = false;
-        --spinners_;
+        spinners_.fetch_sub(1, std::memory_order_relaxed);
         spin = false;  // once per wait: a second spin rarely pays on a busy machine
       }
       if (s != nullptr) {
@@ -680,12 +760,18 @@ class pool_core final : public lease_home<resource_t<F>> {
           return std::exchange(w.granted, nullptr);
         }
         leave_queue_locked(w);
-        if (w.notified) notify_one_locked();
         return s;
       }
       if (w.granted != nullptr || w.failure || w.notified || notes.saw_returning) continue;
       test_hooks::fire(test_hooks::point::before_park);
       if (w.granted != nullptr || w.failure || w.notified) continue;
+      // P3: stop counting as awake, then look whether a slot went idle since the scan began
+      // (pairs with a lock-free return's bump of wake_seq_ and its read of activity_).
+      activity_.fetch_sub(one_running, std::memory_order_seq_cst);
+      if (w.seen != wake_seq_.load(std::memory_order_seq_cst)) {
+        activity_.fetch_add(one_running, std::memory_order_seq_cst);
+        continue;
+      }
       kick_locked();  // a creation meant for us may have stalled meanwhile
       auto span = sleep_span(clock_.now(), w.deadline);
       if (!creation_starts_.empty())  // wake when one stalls, to start another for us
@@ -693,6 +779,9 @@ class pool_core final : public lease_home<resource_t<F>> {
       w.parked = true;
       w.cv.wait_for(lk, span);
       w.parked = false;
+      // Running again (not counted at all once out of the queue).
+      if (w.queued)
+        activity_.fetch_add(one_running - (w.notified ? one_woken : 0), std::memory_order_seq_cst);
     }
   }
 
@@ -797,19 +886,22 @@ class pool_core final : public lease_home<resource_t<F>> {
   // Lock held on entry; released on return if `keep_lock` is false.
   void retire_locked(slot_type& s, destroy_reason why, std::unique_lock<std::mutex>& lk,
                      bool keep_lock = false) noexcept {
+    // A reference first (P5): once the pool is closed, destroy_handle may let the core go as
+    // soon as it sees this slot leave its holder, before we would destroy it here.
+    refs_.fetch_add(1, std::memory_order_relaxed);
     if (!slot_table<R>::reserve_owned(s)) {  // orphaned: the pool's handle is gone
+      refs_.fetch_sub(1, std::memory_order_relaxed);  // the orphan's reference remains
       lk.unlock();
       drop_orphan(s);
       if (keep_lock) lk.lock();
       return;
     }
     if (!stopping_ && post_locked(destroy_job(s, why))) {
+      refs_.fetch_sub(1, std::memory_order_relaxed);  // open, lock held: the handle's remains
       if (!keep_lock) lk.unlock();
       return;
     }
-    // Closed: destroy here, holding a reference so the core outlives it (P5).
-    refs_.fetch_add(1, std::memory_order_relaxed);
-    lk.unlock();
+    lk.unlock();  // closed: destroy it here
     destroy_reserved(s, why);
     unref();
     if (keep_lock) lk.lock();
@@ -878,7 +970,7 @@ class pool_core final : public lease_home<resource_t<F>> {
     if (stopping_) return 0;
     const auto n = creations_to_start(cfg_.max_size, live_, creating_, stalled_creations_locked(),
                                       cfg_.create_concurrency, queue_.size(), extra_wanted_);
-    return n == 0 ? 0 : breaker_.admit(clock_.now(), n);
+    return n == 0 ? 0 : breaker_.admit(clock_.now(), n, live_ > creating_);
   }
 
   // Creations in flight for much longer than usual: a connect that hangs. The waiters they were
@@ -1011,7 +1103,7 @@ class pool_core final : public lease_home<resource_t<F>> {
     ++creating_;
     const auto started = steady_ns();
     creation_starts_.push_back(started);  // reserved to create_concurrency: no allocation
-    const bool probe = breaker_.on_start();
+    const bool probe = breaker_.on_start(live_ > creating_ + 1);  // +1: this one
     const auto generation = table_.control().load().generation();
     std::exception_ptr error;
     run_user_code_locked(lk, [&] {
@@ -1293,7 +1385,14 @@ class pool_core final : public lease_home<resource_t<F>> {
   std::size_t extra_wanted_ = 0;           // creations wanted beyond the waiters
   std::vector<std::int64_t> creation_starts_;  // steady time each creation in flight began
   std::int64_t create_time_avg_ = 0;       // moving average of successful creations, ns
-  std::size_t spinners_ = 0;
+  std::int64_t next_fair_at_ = 0;          // steady time the next forced hand-off may happen
+  // Written under mutex_ (wake_seq_ also by lock-free returns), read by returns without it.
+  // Each on its own line: wake_seq_ is bumped while a waiter scans; the others change only
+  // when a waiter comes, goes, parks or wakes, so returns reading them mostly hit the cache.
+  alignas(cache_line) std::atomic<std::uint64_t> wake_seq_{0};  // idle slots announced (P3)
+  alignas(cache_line) std::atomic<std::uint64_t> activity_{0};  // see running_of (P3)
+  alignas(cache_line) std::atomic<std::size_t> spinners_{0};
+  std::atomic<std::int64_t> fair_due_at_{never_ns};  // steady time a hand-off may be owed (P4)
   creation_breaker breaker_;
   std::deque<job> jobs_;
   std::condition_variable workers_cv_;     // idle workers wait here
