@@ -99,7 +99,10 @@ class pool {
   /// spins: a resource idle now, or `timeout` at once.
   [[nodiscard]] auto acquire(std::source_location where = std::source_location::current())
       -> lease_type {
-    return acquire(core_->options().acquire_timeout, where);
+    detail::acquire_failure fail;
+    auto l = core_->acquire(core_->default_timeout(), where, &fail);
+    if (!l) throw error(fail.code, fail.message, fail.cause);
+    return l;
   }
 
   template <class Rep, class Period>

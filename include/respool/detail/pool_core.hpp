@@ -97,6 +97,13 @@ inline auto to_site(const std::source_location& loc) noexcept -> acquire_site {
   return {loc.file_name(), loc.function_name(), loc.line()};
 }
 
+// Slow paths out of line, so the fast path stays a few cache lines of straight code.
+#if defined(__GNUC__) || defined(__clang__)
+#define RESPOOL_DETAIL_COLD [[gnu::cold, gnu::noinline]]
+#else
+#define RESPOOL_DETAIL_COLD
+#endif
+
 inline void cpu_relax() noexcept {
 #if defined(__x86_64__) || defined(__i386__)
   __builtin_ia32_pause();
@@ -143,42 +150,22 @@ class pool_core final : public lease_home<resource_t<F>> {
 
   auto acquire(std::int64_t timeout, const std::source_location& where, acquire_failure* fail)
       -> lease<R> {
-    const auto site = to_site(where);
     // Pool time is read only once this acquire does something slow (validates or queues), so
     // the uncontended path reads no clock; the deadline counts from that first reading.
     std::int64_t deadline = 0;
-    waiter w;
-    for (;;) {
-      slot_type* s = nullptr;
-      bool fresh = false;
-      // Once it has waited, a caller takes what comes through the queue (a waiter whose
-      // hand-off failed its check is queued again already, Q2, and may be served meanwhile).
-      if (w.ticket == 0 && (!cfg_.strict_fifo() || table_.control().load().waiters() == 0))
-        s = claim();
-      if (s == nullptr) {
-        if (deadline == 0) deadline = add_sat(clock_.now(), timeout);
-        if (timeout == 0) return refuse_at_once(fail);
-        s = wait_for_slot(w, deadline, timeout, fail, fresh);
-        if (s == nullptr) return {};
-      }
-      if (fresh) return grant(*s, site);
-      switch (borrow_check(*s, deadline, timeout, &w)) {
-        case borrow::ok: return grant(*s, site);
-        case borrow::too_late:
-          abandon(w);
-          return timed_out(fail, timeout, "; no time left to validate");
-        case borrow::retired: break;
-      }
-      // It failed validation (or expired) and is gone. Validators that fail slowly must not
-      // stretch the caller's timeout: check it before trying again.
-      const auto t = clock_.now();
-      if (deadline == 0) deadline = add_sat(t, timeout);
-      if (t > deadline) {
-        abandon(w);
-        return timed_out(fail, timeout, "; idle resources kept failing validation");
+    if (!cfg_.strict_fifo() || table_.control().load().waiters() == 0) {
+      if (slot_type* s = claim()) {
+        switch (borrow_check(*s, deadline, timeout, nullptr)) {
+          case borrow::ok: return grant(*s, to_site(where));
+          case borrow::too_late: return timed_out(fail, timeout, "; no time left to validate");
+          case borrow::retired: break;
+        }
       }
     }
+    return acquire_slow(timeout, deadline, where, fail);
   }
+
+  [[nodiscard]] auto default_timeout() const noexcept -> std::int64_t { return cfg_.acquire_timeout; }
 
   auto try_acquire(const std::source_location& where) -> std::optional<lease<R>> {
     const auto site = to_site(where);
@@ -395,10 +382,12 @@ class pool_core final : public lease_home<resource_t<F>> {
   [[nodiscard]] auto closed() const noexcept -> bool { return table_.control().load().closed(); }
 
   [[nodiscard]] auto hint() const noexcept -> std::uint32_t {
-    // Threads without a hint start at a place of their own, so they do not all probe slot 0.
-    const auto spread = static_cast<std::uint32_t>(
-        (reinterpret_cast<std::uintptr_t>(&tls_hints) >> 6U) % cfg_.max_size);
-    return tls_hints.find(id_, spread);
+    const auto h = tls_hints.find(id_, thread_hints::none);
+    if (h != thread_hints::none) return h;
+    // Threads without a hint start at a place of their own, so they do not all probe slot 0
+    // (a division: only here, not on every acquire).
+    return static_cast<std::uint32_t>((reinterpret_cast<std::uintptr_t>(&tls_hints) >> 6U) %
+                                      cfg_.max_size);
   }
 
   auto claim() noexcept -> slot_type* {
@@ -520,8 +509,12 @@ class pool_core final : public lease_home<resource_t<F>> {
         if (a != 0) return slot_table<R>::finish_return(s);
       }
     }
-    // A hand-off may be owed, every waiter sleeps, or the pool closed meanwhile: the slot is
-    // still ours (in use or returning).
+    return_slot_locked(s);
+  }
+
+  // A hand-off may be owed, every waiter sleeps, or the pool closed meanwhile: the slot is
+  // still ours (in use or returning).
+  RESPOOL_DETAIL_COLD void return_slot_locked(slot_type& s) noexcept {
     std::unique_lock lk(mutex_);
     if ((s.state.load(std::memory_order_relaxed) & slot_state::orphaned) != 0) {
       lk.unlock();
@@ -634,6 +627,44 @@ class pool_core final : public lease_home<resource_t<F>> {
   }
 
   // ---- waiting
+
+  // Nothing idle at the first look, or it failed its check: try again, then wait. The waiter
+  // record (with its condition variable) exists only here, off the fast path.
+  RESPOOL_DETAIL_COLD auto acquire_slow(std::int64_t timeout, std::int64_t deadline,
+                                        const std::source_location& where, acquire_failure* fail)
+      -> lease<R> {
+    waiter w;
+    for (;;) {
+      slot_type* s = nullptr;
+      bool fresh = false;
+      // Once it has waited, a caller takes what comes through the queue (a waiter whose
+      // hand-off failed its check is queued again already, Q2, and may be served meanwhile).
+      if (w.ticket == 0 && (!cfg_.strict_fifo() || table_.control().load().waiters() == 0))
+        s = claim();
+      if (s == nullptr) {
+        if (deadline == 0) deadline = add_sat(clock_.now(), timeout);
+        if (timeout == 0) return refuse_at_once(fail);
+        s = wait_for_slot(w, deadline, timeout, fail, fresh);
+        if (s == nullptr) return {};
+      }
+      if (fresh) return grant(*s, to_site(where));
+      switch (borrow_check(*s, deadline, timeout, &w)) {
+        case borrow::ok: return grant(*s, to_site(where));
+        case borrow::too_late:
+          abandon(w);
+          return timed_out(fail, timeout, "; no time left to validate");
+        case borrow::retired: break;
+      }
+      // It failed validation (or expired) and is gone. Validators that fail slowly must not
+      // stretch the caller's timeout: check it before trying again.
+      const auto t = clock_.now();
+      if (deadline == 0) deadline = add_sat(t, timeout);
+      if (t > deadline) {
+        abandon(w);
+        return timed_out(fail, timeout, "; idle resources kept failing validation");
+      }
+    }
+  }
 
   // Shed, fail fast, or queue until a resource is handed over or found idle, the deadline
   // passes, or the pool gives up on us (closed, backend down). `fresh`: no borrow check needed.
@@ -812,7 +843,8 @@ class pool_core final : public lease_home<resource_t<F>> {
     return timed_out(fail, 0, "; acquire(0) does not wait");
   }
 
-  auto timed_out(acquire_failure* fail, std::int64_t timeout, const char* detail) -> lease<R> {
+  RESPOOL_DETAIL_COLD auto timed_out(acquire_failure* fail, std::int64_t timeout,
+                                     const char* detail) -> lease<R> {
     const auto ms = timeout / 1'000'000;
     std::unique_lock lk(mutex_);
     ++timeouts_;
@@ -878,7 +910,7 @@ class pool_core final : public lease_home<resource_t<F>> {
 
   // A slot its holder owns is done: destroyed in the background while the pool is open (no
   // caller waits on a destructor), on this thread once it is closed.
-  void retire(slot_type& s, destroy_reason why) noexcept {
+  RESPOOL_DETAIL_COLD void retire(slot_type& s, destroy_reason why) noexcept {
     std::unique_lock lk(mutex_);
     retire_locked(s, why, lk);
   }

@@ -16,6 +16,7 @@ namespace detail {
 struct pool_settings {
   std::size_t max_size;
   std::size_t min_idle;
+  std::int64_t acquire_timeout;
   std::size_t max_waiters;
   std::size_t create_concurrency;
   std::uint64_t max_uses;              // 0: no limit
@@ -40,6 +41,7 @@ struct pool_settings {
     pool_settings s{};
     s.max_size = o.max_size;
     s.min_idle = o.min_idle;
+    s.acquire_timeout = saturating_ns(o.acquire_timeout);
     s.max_waiters = o.max_waiters;
     s.create_concurrency = std::min(o.create_concurrency, o.max_size);
     s.max_uses = o.max_uses;

@@ -8,6 +8,7 @@
 #include <chrono>
 #include <cstdint>
 #include <limits>
+#include <ratio>
 #include <type_traits>
 
 #include "../version.hpp"
@@ -27,19 +28,28 @@ inline constexpr std::int64_t never_ns = std::numeric_limits<std::int64_t>::max(
 }
 
 /// Any duration as nanoseconds, clamped to [0, never_ns]: negative and NaN become 0, anything
-/// at or beyond 292 years becomes never_ns. Compared in long double first, so no integer
-/// conversion can overflow (duration<int16_t, milli>, duration<int>, hours::max() all work).
+/// at or beyond 292 years becomes never_ns. Integer counts are scaled with an overflow check
+/// first (duration<int16_t, milli>, duration<int>, hours::max() all work); floating ones go
+/// through long double.
 template <class Rep, class Period>
 [[nodiscard]] constexpr auto saturating_ns(std::chrono::duration<Rep, Period> d) noexcept
     -> std::int64_t {
-  const long double v = static_cast<long double>(d.count()) * Period::num * 1'000'000'000.0L /
-                        Period::den;
-  if (!(v > 0.0L)) return 0;  // also NaN
-  if (v >= static_cast<long double>(never_ns)) return never_ns;
   if constexpr (std::is_floating_point_v<Rep>) {
+    const long double v = static_cast<long double>(d.count()) * Period::num * 1'000'000'000.0L /
+                          Period::den;
+    if (!(v > 0.0L)) return 0;  // also NaN
+    if (v >= static_cast<long double>(never_ns)) return never_ns;
     return static_cast<std::int64_t>(v);
   } else {
-    return std::chrono::duration_cast<ns>(d).count();  // exact, and known to fit
+    if (d.count() <= 0) return 0;
+    using per_tick = std::ratio_divide<Period, std::nano>;  // ns per tick, as a fraction
+    const auto c = static_cast<std::uintmax_t>(d.count());
+    constexpr auto num = static_cast<std::uintmax_t>(per_tick::num);
+    constexpr auto den = static_cast<std::uintmax_t>(per_tick::den);
+    constexpr auto limit = static_cast<std::uintmax_t>(never_ns);
+    if (c > limit / num) return never_ns;
+    const auto v = c * num / den;
+    return v >= limit ? never_ns : static_cast<std::int64_t>(v);
   }
 }
 

@@ -55,6 +55,13 @@
 #include "../version.hpp"
 #include "slot.hpp"
 
+// The fast path inlined into its callers whatever the optimiser's budget says.
+#if defined(__GNUC__) || defined(__clang__)
+#define RESPOOL_DETAIL_HOT [[gnu::always_inline]] inline
+#else
+#define RESPOOL_DETAIL_HOT inline
+#endif
+
 RESPOOL_NAMESPACE_BEGIN
 namespace detail {
 
@@ -102,6 +109,11 @@ class idle_index {
   template <class TryClaim>
   auto find(std::uint32_t start, TryClaim&& try_claim, scan_notes& notes) noexcept
       -> std::uint32_t {
+    // Stale marks are cleared only past the first few met in one scan: a handful costs a
+    // relaxed load each, while clearing one costs a read-modify-write here and another when
+    // its slot comes back. Many (a big pool with many leases out) are cleared as they are met,
+    // so a scan stays a few loads whatever the size.
+    unsigned stale_tolerated = 8;
     const std::size_t first_summary = (start / 64) / 64;
     for (std::size_t k = 0; k < summary_count_; ++k) {
       const std::size_t sw = (first_summary + k) % summary_count_;
@@ -129,6 +141,10 @@ class idle_index {
           if (p == probe::taken) return i;
           if (p == probe::returning) {  // about to be idle: keep its mark (S3)
             notes.saw_returning = true;
+            continue;
+          }
+          if (stale_tolerated > 0) {
+            --stale_tolerated;
             continue;
           }
           // Stale: clear, then try once more (S3). A returner that saw the bit still set did
@@ -219,8 +235,13 @@ class slot_table {
 
   /// idle -> in_use: the hinted slot first (no shared line touched when it is still ours), then
   /// the idle index. Null when nothing is idle.
-  auto claim(std::uint32_t hint, scan_notes& notes) noexcept -> slot_type* {
+  RESPOOL_DETAIL_HOT auto claim(std::uint32_t hint, scan_notes& notes) noexcept -> slot_type* {
     if (hint < size_ && try_claim(slots_[hint]) == idle_index::probe::taken) return &slots_[hint];
+    return claim_scan(hint, notes);
+  }
+
+  /// The rest of claim: the hint missed.
+  auto claim_scan(std::uint32_t hint, scan_notes& notes) noexcept -> slot_type* {
     const auto i = idle_.find(hint < size_ ? hint : 0,
                               [this](std::uint32_t j) { return try_claim(slots_[j]); }, notes);
     return i == idle_index::npos ? nullptr : &slots_[i];
@@ -309,7 +330,7 @@ class slot_table {
   }
 
  private:
-  static auto try_claim(slot_type& s) noexcept -> idle_index::probe {
+  RESPOOL_DETAIL_HOT static auto try_claim(slot_type& s) noexcept -> idle_index::probe {
     // Relaxed pre-check: do not dirty a line we cannot take. seq_cst CAS: S4, and the claimer's
     // reads of the control word after it (closed, generation) are ordered after the claim.
     auto cur = s.state.load(std::memory_order_relaxed);

@@ -12,6 +12,7 @@ namespace detail {
 
 struct thread_hints {
   static constexpr std::uint32_t ways = 4;
+  static constexpr std::uint32_t none = 0xffffffffU;  // find()'s answer when it has no hint
   std::uint64_t pool_id[ways];
   std::uint32_t slot[ways];
   std::uint32_t next_victim;
