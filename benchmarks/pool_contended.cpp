@@ -9,6 +9,9 @@
 // Targets for respool against the baseline in the same run: throughput >= 1.0x, p99 wait
 // within 3x.
 //
+// respool runs with default options (eventual fairness, a 1 ms window), tuned for the stub, and
+// in strict FIFO (fairness_window 0: every return to the oldest waiter), to show the trade-off.
+//
 // Method: each configuration runs `--runs` times (default 3) for `--seconds` (default 1) after a
 // 0.2 s warm-up; the run with the median throughput is reported whole (its waits and fairness).
 // One JSON line per figure, then a summary line with respool's ratios against the baseline and
@@ -216,6 +219,16 @@ auto main(int argc, char** argv) -> int {
       },
       respool_cycle);
   print_figure("respool", "tuned", tuned, tuned_rates, cfg);
+
+  const auto [strict, strict_rates] = measure(
+      cfg,
+      [] {
+        return std::make_unique<respool_pool>(
+            &make_stub, respool::pool_options{.max_size = pool_size,
+                                              .fairness_window = std::chrono::microseconds(0)});
+      },
+      respool_cycle);
+  print_figure("respool", "strict_fifo", strict, strict_rates, cfg);
 
   const auto [base, base_rates] = measure(
       cfg, [] { return std::make_unique<baseline>(&make_unique_stub, pool_size); }, baseline_cycle);

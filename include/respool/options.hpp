@@ -65,7 +65,7 @@ struct pool_options {
   /// waiter (barging, which keeps the CPU busy with a thread that is already running) while
   /// the oldest waiter has waited less than this; after that, the next return goes straight
   /// to it. 0 is strict FIFO: every return goes to the oldest waiter.
-  std::chrono::microseconds fairness_window = std::chrono::milliseconds(1);
+  std::chrono::microseconds fairness_window = std::chrono::milliseconds(2);
   /// A lease held longer than this is reported once (event `leak_suspected`); 0 disables.
   duration leak_threshold = duration::zero();
   /// The background housekeeper's period: idle timeout, lifetime, keepalive and leak checks

@@ -58,6 +58,25 @@ struct test_factory {
   }
 };
 
+// A factory whose first call hangs until the test opens the gate; later calls return at once
+// (a connect that hangs, among ones that do not).
+struct first_call_hangs {
+  struct state {
+    std::shared_ptr<counters> c = std::make_shared<counters>();
+    std::atomic<int> calls{0};
+    std::atomic<bool> first_entered{false};
+    std::atomic<bool> open{false};
+  };
+  std::shared_ptr<state> st = std::make_shared<state>();
+  auto create() -> resource {
+    if (++st->calls == 1) {
+      st->first_entered = true;
+      while (!st->open) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+    return resource(st->c, ++st->c->made);
+  }
+};
+
 // Polls `done` for up to `limit` of real time; for effects of the pool's own threads.
 inline auto eventually(const std::function<bool()>& done,
                        std::chrono::milliseconds limit = std::chrono::seconds(10)) -> bool {

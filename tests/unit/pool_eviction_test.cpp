@@ -14,6 +14,7 @@ using namespace std::chrono_literals;
 using respool_test::background;
 using respool_test::counters;
 using respool_test::eventually;
+using respool_test::first_call_hangs;
 using respool_test::manual_clock;
 using respool_test::resource;
 using respool_test::test_factory;
@@ -34,23 +35,6 @@ struct slow_ping {
 };
 using ping_pool = respool::pool<test_factory, slow_ping, respool::no_reset, manual_clock>;
 
-struct gate_state {
-  std::shared_ptr<counters> c = std::make_shared<counters>();
-  std::atomic<int> calls{0};
-  std::atomic<bool> first_entered{false};
-  std::atomic<bool> open{false};
-};
-// The first call waits until the test opens the gate; later calls return at once.
-struct first_call_waits {
-  std::shared_ptr<gate_state> st = std::make_shared<gate_state>();
-  auto create() -> resource {
-    if (++st->calls == 1) {
-      st->first_entered = true;
-      while (!st->open) std::this_thread::sleep_for(1ms);
-    }
-    return resource(st->c, ++st->c->made);
-  }
-};
 }  // namespace
 
 TEST_CASE("evict_all reaches a resource under a keepalive check") {
@@ -106,9 +90,9 @@ TEST_CASE("evict_all reaches a resource under a keepalive check") {
 }
 
 TEST_CASE("a resource being created when evict_all runs is not lent") {
-  first_call_waits f;
+  first_call_hangs f;
   auto p =
-      std::make_unique<respool::pool<first_call_waits>>(f, respool::pool_options{.max_size = 1});
+      std::make_unique<respool::pool<first_call_hangs>>(f, respool::pool_options{.max_size = 1});
   auto* raw = p.get();
   background<int> waiter([raw] {
     std::error_code ec;

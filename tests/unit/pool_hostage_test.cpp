@@ -19,24 +19,7 @@ using respool_test::eventually;
 using respool_test::resource;
 
 namespace {
-struct gate_state {
-  std::shared_ptr<counters> c = std::make_shared<counters>();
-  std::atomic<int> calls{0};
-  std::atomic<bool> first_entered{false};
-  std::atomic<bool> open{false};
-};
-
-// The first call hangs until the test opens the gate; later calls return at once.
-struct first_call_hangs {
-  std::shared_ptr<gate_state> st = std::make_shared<gate_state>();
-  auto create() -> resource {
-    if (++st->calls == 1) {
-      st->first_entered = true;
-      while (!st->open) std::this_thread::sleep_for(1ms);
-    }
-    return resource(st->c, ++st->c->made);
-  }
-};
+using respool_test::first_call_hangs;
 using gated_pool = respool::pool<first_call_hangs>;
 
 // A resource that knows when it was made.

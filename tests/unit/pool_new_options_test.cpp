@@ -16,10 +16,12 @@
 #include <type_traits>
 
 #include "bounded_run.hpp"
+#include "error_text.hpp"
 #include "pool_test_support.hpp"
 #include "respool_catch.hpp"
 
 using namespace std::chrono_literals;
+using respool_test::error_of;
 using respool_test::background;
 using respool_test::counters;
 using respool_test::eventually;
@@ -28,14 +30,6 @@ using respool_test::resource;
 using respool_test::test_factory;
 
 namespace {
-auto error_of(const respool::pool_options& o) -> std::string {
-  try {
-    o.validate();
-  } catch (const std::invalid_argument& e) {
-    return e.what();
-  }
-  return "";
-}
 
 struct gate_state {
   std::shared_ptr<counters> c = std::make_shared<counters>();

@@ -12,21 +12,14 @@
 #include <string>
 
 #include "child_process.hpp"
+#include "error_text.hpp"
 #include "pool_test_support.hpp"
 #include "respool_catch.hpp"
 
 using namespace std::chrono_literals;
+using respool_test::error_of;
 
 namespace {
-// The message of the std::invalid_argument validate() throws; "" if it accepts the options.
-auto error_of(const respool::pool_options& o) -> std::string {
-  try {
-    o.validate();
-  } catch (const std::invalid_argument& e) {
-    return e.what();
-  }
-  return "";
-}
 
 auto names(const std::string& message, const char* field) -> bool {
   return message.find(field) != std::string::npos;

@@ -5,21 +5,13 @@
 #include <stdexcept>
 #include <string>
 
+#include "error_text.hpp"
 #include "pool_test_support.hpp"
 #include "respool_catch.hpp"
 
 using namespace std::chrono_literals;
+using respool_test::error_of;
 
-namespace {
-auto error_of(const respool::pool_options& o) -> std::string {
-  try {
-    o.validate();
-  } catch (const std::invalid_argument& e) {
-    return e.what();
-  }
-  return "";
-}
-}  // namespace
 
 TEST_CASE("default options are valid") { CHECK_NOTHROW(respool::pool_options{}.validate()); }
 

@@ -15,6 +15,13 @@
 //    retirement destructor, and the events those raise. A worker stuck in user code holds up
 //    only itself.
 //
+// Where things are: this file has the class with its data, acquiring, returning, hand-offs,
+// retiring and closing; pool_waiting.hpp the waiters' side; pool_creation.hpp the factory
+// calls; pool_housekeeping.hpp the clock thread and its pass; pool_workers.hpp the job queue
+// and the background threads. The rules they apply are pure functions elsewhere:
+// creation_policy.hpp (how many creations, the breaker), pool_settings.hpp (the options, in
+// pool units), pool_time.hpp (saturating time on any clock).
+//
 // Invariants (besides S1-S4 in slot_table.hpp and Q1-Q3 in waiter_queue.hpp):
 //  P1. live_ counts the slots that are not empty and creating_ the ones creating; both change
 //      only under mutex_. The free list holds exactly the empty slots.
@@ -302,7 +309,6 @@ class pool_core final : public lease_home<resource_t<F>> {
 
  private:
   static constexpr std::int64_t spin_ns = 4'000;  // a hand-off usually comes within this
-  static constexpr std::int64_t overdue_windows = 8;  // see handoff_target_locked
   static constexpr auto worker_linger = std::chrono::seconds(2);
   static constexpr std::size_t job_lanes = 4;  // workers running pings, destructors, events
   static constexpr auto close_grace = std::chrono::milliseconds(100);
@@ -537,18 +543,18 @@ class pool_core final : public lease_home<resource_t<F>> {
   }
 
   // P4: who a return goes to directly, if anyone. A hand-off to a waiter that is not running
-  // leaves the running threads with nothing, so, as in parking_lot's eventual fairness, one is
-  // forced at most once per window (the first return after the window), not on every return
-  // while the head is overdue: a waiter at the head is served within a window or two, and
-  // everyone else keeps running meanwhile.
+  // leaves the running threads with nothing until it is scheduled, so, as in parking_lot's
+  // eventual fairness, one is forced at most once per window (the first return after the
+  // window), not on every return while the head is overdue: a waiter at the head is served
+  // within a window or two, and everyone else keeps running meanwhile. (Forcing every return
+  // to an overdue head instead made 64 threads on 4 connections 0.85x the mutex pool: each
+  // hand-off waits for a thread to be scheduled.)
   auto handoff_target_locked() noexcept -> waiter* {
     waiter* head = queue_.front();
     if (head == nullptr || cfg_.strict_fifo() || head->spinning) return head;
     const auto now = steady_ns();
     const auto waited = now - head->since;
-    // Overdue by far (a long queue, each served one window after the other): every return.
-    if ((now >= next_fair_at_ && waited >= cfg_.fairness_window) ||
-        waited >= overdue_windows * cfg_.fairness_window) {
+    if (now >= next_fair_at_ && waited >= cfg_.fairness_window) {
       next_fair_at_ = now + cfg_.fairness_window;
       update_fair_due_locked();
       return head;
@@ -570,7 +576,7 @@ class pool_core final : public lease_home<resource_t<F>> {
     std::int64_t due = never_ns;
     if (head != nullptr) {
       const auto w = cfg_.fairness_window;
-      due = std::min(std::max(next_fair_at_, head->since + w), head->since + overdue_windows * w);
+      due = std::max(next_fair_at_, head->since + w);
     }
     fair_due_at_.store(due, std::memory_order_relaxed);
   }
@@ -626,285 +632,22 @@ class pool_core final : public lease_home<resource_t<F>> {
     if (was_awake) wake_one_if_none_awake_locked();  // P3: the look it was to take
   }
 
-  // ---- waiting
-
-  // Nothing idle at the first look, or it failed its check: try again, then wait. The waiter
-  // record (with its condition variable) exists only here, off the fast path.
-  RESPOOL_DETAIL_COLD auto acquire_slow(std::int64_t timeout, std::int64_t deadline,
-                                        const std::source_location& where, acquire_failure* fail)
-      -> lease<R> {
-    waiter w;
-    for (;;) {
-      slot_type* s = nullptr;
-      bool fresh = false;
-      // Once it has waited, a caller takes what comes through the queue (a waiter whose
-      // hand-off failed its check is queued again already, Q2, and may be served meanwhile).
-      if (w.ticket == 0 && (!cfg_.strict_fifo() || table_.control().load().waiters() == 0))
-        s = claim();
-      if (s == nullptr) {
-        if (deadline == 0) deadline = add_sat(clock_.now(), timeout);
-        if (timeout == 0) return refuse_at_once(fail);
-        s = wait_for_slot(w, deadline, timeout, fail, fresh);
-        if (s == nullptr) return {};
-      }
-      if (fresh) return grant(*s, to_site(where));
-      switch (borrow_check(*s, deadline, timeout, &w)) {
-        case borrow::ok: return grant(*s, to_site(where));
-        case borrow::too_late:
-          abandon(w);
-          return timed_out(fail, timeout, "; no time left to validate");
-        case borrow::retired: break;
-      }
-      // It failed validation (or expired) and is gone. Validators that fail slowly must not
-      // stretch the caller's timeout: check it before trying again.
-      const auto t = clock_.now();
-      if (deadline == 0) deadline = add_sat(t, timeout);
-      if (t > deadline) {
-        abandon(w);
-        return timed_out(fail, timeout, "; idle resources kept failing validation");
-      }
-    }
-  }
-
-  // Shed, fail fast, or queue until a resource is handed over or found idle, the deadline
-  // passes, or the pool gives up on us (closed, backend down). `fresh`: no borrow check needed.
-  auto wait_for_slot(waiter& w, std::int64_t deadline, std::int64_t timeout,
-                     acquire_failure* fail, bool& fresh) -> slot_type* {
-    std::unique_lock lk(mutex_);
-    const auto now = clock_.now();
-    coarse_now_.store(now, std::memory_order_relaxed);
-    if (w.granted != nullptr || w.failure || w.queued) {
-      // Queued again by keep_place, and maybe served or failed since: wait on as we are.
-    } else if (closed()) {
-      return fail_locked(fail, errc::closed, "the pool is closed");
-    } else {
-      if (w.ticket == 0 && !admit_locked(w, now, fail)) return nullptr;
-      join_queue_locked(w, deadline);
-    }
-    const auto started = now;
-    slot_type* s = wait_queued_locked(w, lk);
-
-    const auto waited = std::chrono::duration_cast<std::chrono::microseconds>(
-        ns(std::max<std::int64_t>(0, clock_.now() - started)));
-    wait_hist_.buckets[wait_histogram::bucket_of(waited)] += 1;
-    wait_max_ = std::max(wait_max_, waited);
-    if (s != nullptr) {
-      ++slow_acquired_;
-      fresh = w.fresh;
-      w.fresh = false;
-      w.failure.reset();  // failed (say, the backend went down) just as it found one: it has one
-      return s;
-    }
-    if (w.failure) {
-      if (fail != nullptr) *fail = std::move(*w.failure);
-      w.failure.reset();
-      return nullptr;
-    }
-    lk.unlock();
-    timed_out(fail, timeout, "");
-    return nullptr;
-  }
-
-  // A first arrival: shed beyond max_waiters, or fail fast while the backend is known down and
-  // nothing alive could serve it. Starts its fairness clock.
-  auto admit_locked(waiter& w, std::int64_t now, acquire_failure* fail) -> bool {
-    if (queue_.size() >= cfg_.max_waiters) {
-      ++shed_;
-      fail_locked(fail, errc::exhausted,
-                  "load shed: " + std::to_string(queue_.size()) +
-                      " callers already wait (max_waiters " + std::to_string(cfg_.max_waiters) +
-                      ")");
-      return false;
-    }
-    if (live_ == creating_ && breaker_.fails_fast(now)) {
-      ++fast_failures_;
-      fail_locked(fail, errc::backend_unavailable,
-                  "backend unavailable: creating a resource failed " +
-                      std::to_string(breaker_.consecutive_failures()) +
-                      " times in a row and nothing is idle or in use; failing fast until the "
-                      "next attempt");
-      return false;
-    }
-    w.since = steady_ns();
-    return true;
-  }
-
-  void join_queue_locked(waiter& w, std::int64_t deadline) noexcept {
-    w.deadline = deadline;
-    w.served.store(false, std::memory_order_relaxed);
-    w.granted = nullptr;
-    w.failure.reset();
-    w.notified = false;
-    queue_.push(w);
-    table_.control().add_waiter();  // announce, then scan (S4)
-    activity_.fetch_add(one_running, std::memory_order_seq_cst);  // it runs (P3)
-    if (queue_.front() == &w) update_fair_due_locked();
-    kick_locked();
-  }
-
-  // Q2: back to its place, before the resource it was handed is retired.
-  void keep_place(waiter& w) {
-    std::lock_guard lk(mutex_);
-    if (!w.queued && w.granted == nullptr && !w.failure && !closed()) join_queue_locked(w, w.deadline);
-  }
-
-  // Leaves for good (timed out outside the queue's own wait): out of the queue, passing on a
-  // notification or a hand-off that reached it meanwhile (P3).
-  void abandon(waiter& w) noexcept {
-    if (w.ticket == 0) return;  // never queued
-    std::unique_lock lk(mutex_);
-    leave_queue_locked(w);
-    if (slot_type* g = std::exchange(w.granted, nullptr))
-      if (!give_locked(*g, false)) retire_locked(*g, destroy_reason::closed, lk);
-  }
-
-  // Queued and announced: scan, spin briefly, park; until served, failed or timed out (then
-  // null with the waiter out of the queue and, on timeout, no failure set). Lock held on entry
-  // and exit.
-  auto wait_queued_locked(waiter& w, std::unique_lock<std::mutex>& lk) -> slot_type* {
-    bool spin = !cfg_.strict_fifo() && spinners_.load(std::memory_order_relaxed) < cfg_.max_spinners;
-    for (;;) {
-      if (w.granted != nullptr) return std::exchange(w.granted, nullptr);
-      if (w.failure) return nullptr;
-      if (clock_.now() >= w.deadline) {
-        leave_queue_locked(w);
-        return nullptr;
-      }
-      w.notified = false;
-      w.seen = wake_seq_.load(std::memory_order_seq_cst);
-      if (spin) {
-        w.spinning = true;
-        spinners_.fetch_add(1, std::memory_order_relaxed);
-      }
-      lk.unlock();
-      typename slot_table<R>::scan_notes notes;
-      slot_type* s = scan_and_spin(w, spin, notes);
-      lk.lock();
-      if (spin) {
-        w.spinning = false;
-        spinners_.fetch_sub(1, std::memory_order_relaxed);
-        spin = false;  // once per wait: a second spin rarely pays on a busy machine
-      }
-      if (s != nullptr) {
-        if (w.granted != nullptr) {  // a hand-off raced our claim: keep it, pass ours on
-          if (!give_locked(*s, false)) retire_locked(*s, destroy_reason::closed, lk, true);
-          return std::exchange(w.granted, nullptr);
-        }
-        leave_queue_locked(w);
-        return s;
-      }
-      if (w.granted != nullptr || w.failure || w.notified || notes.saw_returning) continue;
-      test_hooks::fire(test_hooks::point::before_park);
-      if (w.granted != nullptr || w.failure || w.notified) continue;
-      // P3: stop counting as awake, then look whether a slot went idle since the scan began
-      // (pairs with a lock-free return's bump of wake_seq_ and its read of activity_).
-      activity_.fetch_sub(one_running, std::memory_order_seq_cst);
-      if (w.seen != wake_seq_.load(std::memory_order_seq_cst)) {
-        activity_.fetch_add(one_running, std::memory_order_seq_cst);
-        continue;
-      }
-      kick_locked();  // a creation meant for us may have stalled meanwhile
-      auto span = sleep_span(clock_.now(), w.deadline);
-      if (!creation_starts_.empty())  // wake when one stalls, to start another for us
-        span = std::min(span, sleep_span(steady_ns(), next_stall_locked()) + ns(1'000'000));
-      w.parked = true;
-      w.cv.wait_for(lk, span);
-      w.parked = false;
-      // Running again (not counted at all once out of the queue).
-      if (w.queued)
-        activity_.fetch_add(one_running - (w.notified ? one_woken : 0), std::memory_order_seq_cst);
-    }
-  }
-
-  // Lock not held. Scans for an idle slot (also after each hand-off check while spinning).
-  auto scan_and_spin(waiter& w, bool spin, typename slot_table<R>::scan_notes& notes) noexcept
-      -> slot_type* {
-    test_hooks::fire(test_hooks::point::before_scan);
-    if (w.served.load(std::memory_order_acquire)) return nullptr;
-    if (slot_type* s = table_.claim(hint(), notes)) return s;
-    test_hooks::fire(test_hooks::point::after_failed_scan);
-    if (notes.republished) {
-      notes.republished = false;
-      wake_if_waiting();
-    }
-    if (!spin) return nullptr;
-    const auto until = steady_ns() + spin_ns;
-    for (unsigned i = 1;; ++i) {
-      if (w.served.load(std::memory_order_acquire)) return nullptr;
-      cpu_relax();
-      if ((i & 63U) != 0) continue;
-      if (steady_ns() >= until || clock_.now() >= w.deadline) return nullptr;
-      if (slot_type* s = table_.claim(hint(), notes)) return s;
-    }
-  }
-
-  auto refuse_at_once(acquire_failure* fail) -> lease<R> {
-    request_spare();
-    return timed_out(fail, 0, "; acquire(0) does not wait");
-  }
-
-  RESPOOL_DETAIL_COLD auto timed_out(acquire_failure* fail, std::int64_t timeout,
-                                     const char* detail) -> lease<R> {
-    const auto ms = timeout / 1'000'000;
-    std::unique_lock lk(mutex_);
-    ++timeouts_;
-    auto f = make_failure_locked(
-        errc::timeout,
-        "timed out after " + std::to_string(ms) + " ms waiting for a resource" + detail, nullptr);
-    post_event_locked(event_kind::acquire_timeout, f.message);
-    if (fail != nullptr) *fail = std::move(f);
-    return {};
-  }
-
-  auto fail_locked(acquire_failure* fail, errc code, const std::string& why) -> slot_type* {
-    if (fail != nullptr) *fail = make_failure_locked(code, why, nullptr);
-    return nullptr;
-  }
-
-  // The counts name the pool's state as the caller leaves it: a waiter failing or timing out
-  // has left the queue already, so `waiters` never counts the caller itself.
-  auto make_failure_locked(errc code, const std::string& why, std::exception_ptr cause,
-                           std::size_t waiters_shown) const -> acquire_failure {
-    const auto c = counts_locked();
-    std::string msg = "respool pool '" + opts_.name + "': " + why + " (total " +
-                      std::to_string(c.total()) + ", idle " + std::to_string(c.idle) +
-                      ", in use " + std::to_string(c.in_use) + ", waiters " +
-                      std::to_string(waiters_shown) + ", creating " + std::to_string(c.creating) +
-                      ", max " + std::to_string(cfg_.max_size);
-    if (!last_error_text_.empty()) msg += "; last creation error: " + last_error_text_;
-    msg += ")";
-    if (!cause && (code == errc::timeout || code == errc::backend_unavailable)) cause = last_error_;
-    return {code, std::move(msg), std::move(cause)};
-  }
-  auto make_failure_locked(errc code, const std::string& why, std::exception_ptr cause) const
-      -> acquire_failure {
-    return make_failure_locked(code, why, std::move(cause), queue_.size());
-  }
-
-  void fail_all_waiters_locked(errc code, const std::string& why, const std::exception_ptr& cause) {
-    if (queue_.empty()) return;
-    const auto f = make_failure_locked(code, why, cause, 0);  // as each will leave: none waits
-    while (waiter* w = queue_.front()) {
-      leave_queue_locked(*w);
-      w->failure = f;
-      w->served.store(true, std::memory_order_release);
-      w->wake(*w);
-    }
-  }
-
-  [[nodiscard]] auto counts_locked() const noexcept -> counts {
-    counts c;
-    for (std::size_t i = 0; i < table_.size(); ++i) {
-      switch (slot_table<R>::state_of(table_[i])) {
-        case slot_state::idle: ++c.idle; break;
-        case slot_state::in_use: ++c.in_use; break;
-        case slot_state::creating: ++c.creating; break;
-        case slot_state::reserved: ++c.reserved; break;
-        default: break;
-      }
-    }
-    return c;
-  }
+  // ---- waiting (defined in pool_waiting.hpp)
+  RESPOOL_DETAIL_COLD auto acquire_slow(std::int64_t timeout, std::int64_t deadline, const std::source_location& where, acquire_failure* fail) -> lease<R>;
+  auto wait_for_slot(waiter& w, std::int64_t deadline, std::int64_t timeout, acquire_failure* fail, bool& fresh) -> slot_type*;
+  auto admit_locked(waiter& w, std::int64_t now, acquire_failure* fail) -> bool;
+  void join_queue_locked(waiter& w, std::int64_t deadline) noexcept;
+  void keep_place(waiter& w);
+  void abandon(waiter& w) noexcept;
+  auto wait_queued_locked(waiter& w, std::unique_lock<std::mutex>& lk) -> slot_type*;
+  auto scan_and_spin(waiter& w, bool spin, typename slot_table<R>::scan_notes& notes) noexcept -> slot_type*;
+  auto refuse_at_once(acquire_failure* fail) -> lease<R>;
+  RESPOOL_DETAIL_COLD auto timed_out(acquire_failure* fail, std::int64_t timeout, const char* detail) -> lease<R>;
+  auto fail_locked(acquire_failure* fail, errc code, const std::string& why) -> slot_type*;
+  auto make_failure_locked(errc code, const std::string& why, std::exception_ptr cause, std::size_t waiters_shown) const -> acquire_failure;
+  auto make_failure_locked(errc code, const std::string& why, std::exception_ptr cause) const -> acquire_failure;
+  void fail_all_waiters_locked(errc code, const std::string& why, const std::exception_ptr& cause);
+  [[nodiscard]] auto counts_locked() const noexcept -> counts;
 
   // ---- retiring and destroying
 
@@ -966,420 +709,39 @@ class pool_core final : public lease_home<resource_t<F>> {
     if (refs_.fetch_sub(1, std::memory_order_acq_rel) == 1) delete this;
   }
 
-  // ---- background jobs and workers
-
-  // Queues user code for a worker. False if the queue cannot take it (memory): the caller then
-  // runs it itself.
-  auto post_locked(job&& j) noexcept -> bool {
-    try {
-      jobs_.push_back(std::move(j));
-    } catch (...) {
-      return false;
-    }
-    kick_locked();
-    return true;
-  }
-
-  void post_event_locked(event_kind kind, const std::string& text) noexcept {
-    if (!opts_.on_event) return;
-    try {
-      job j = event_job(kind);
-      j.text = text;
-      post_locked(std::move(j));
-    } catch (...) {  // no memory for the text: the event is dropped, the pool goes on
-    }
-  }
-
-  // Jobs that may run now: at most job_lanes at once, so a burst of retirements does not start
-  // a thread each, and a few hung destructors or pings cannot stop creation (its own lanes).
-  [[nodiscard]] auto jobs_runnable_locked() const noexcept -> std::size_t {
-    const std::size_t free_lanes = job_lanes > jobs_running_ ? job_lanes - jobs_running_ : 0;
-    return std::min(jobs_.size(), free_lanes);
-  }
-
-  // How many creations may begin now (P1, the breaker).
-  [[nodiscard]] auto creations_due_locked() const noexcept -> std::size_t {
-    if (stopping_) return 0;
-    const auto n = creations_to_start(cfg_.max_size, live_, creating_, stalled_creations_locked(),
-                                      cfg_.create_concurrency, queue_.size(), extra_wanted_);
-    return n == 0 ? 0 : breaker_.admit(clock_.now(), n, live_ > creating_);
-  }
-
-  // Creations in flight for much longer than usual: a connect that hangs. The waiters they were
-  // meant for may have another one started (within create_concurrency).
-  [[nodiscard]] auto stalled_creations_locked() const noexcept -> std::size_t {
-    const auto limit = steady_ns() - stall_after(create_time_avg_, stall_floor);
-    return static_cast<std::size_t>(std::count_if(
-        creation_starts_.begin(), creation_starts_.end(), [&](std::int64_t t) { return t <= limit; }));
-  }
-
-  // When the next creation in flight will count as stalled (steady time), or never_ns.
-  [[nodiscard]] auto next_stall_locked() const noexcept -> std::int64_t {
-    const auto after = stall_after(create_time_avg_, stall_floor);
-    std::int64_t next = never_ns;
-    const auto now = steady_ns();
-    for (auto t : creation_starts_)
-      if (t + after > now) next = std::min(next, t + after);
-    return next;
-  }
-
-  // There may be work: wake idle workers, or start new ones, one per piece of work.
-  void kick_locked() noexcept {
-    const std::size_t work = jobs_runnable_locked() + creations_due_locked();
-    if (work == 0) return;
-    if (workers_idle_ > 0) workers_cv_.notify_all();
-    const std::size_t cap = job_lanes + cfg_.create_concurrency;
-    for (std::size_t have = workers_idle_ + workers_starting_; have < work && workers_alive_ < cap;
-         ++have) {
-      refs_.fetch_add(1, std::memory_order_relaxed);  // the worker's (P5)
-      try {
-        std::thread([this] { worker_main(); }).detach();
-      } catch (...) {  // no thread now; the next kick tries again
-        refs_.fetch_sub(1, std::memory_order_relaxed);
-        return;
-      }
-      ++workers_alive_;
-      ++workers_starting_;
-    }
-  }
-
-  void worker_main() noexcept {
-    tls_worker_of = this;
-    std::unique_lock lk(mutex_);
-    --workers_starting_;
-    for (;;) {
-      if (jobs_runnable_locked() > 0) {
-        job j = std::move(jobs_.front());
-        jobs_.pop_front();
-        ++jobs_running_;
-        run_user_code_locked(lk, [&] { run_job(j); });
-        --jobs_running_;
-        continue;
-      }
-      if (creations_due_locked() > 0) {
-        create_one_locked(lk);
-        continue;
-      }
-      if (stopping_) break;
-      ++workers_idle_;
-      const auto woke = workers_cv_.wait_for(lk, worker_linger);
-      --workers_idle_;
-      if (woke == std::cv_status::timeout && jobs_runnable_locked() == 0 &&
-          creations_due_locked() == 0)
-        break;
-    }
-    --workers_alive_;
-    quiet_cv_.notify_all();
-    lk.unlock();
-    unref();
-  }
-
-  // Runs `f` (user code) with the lock released, counted so close() does not wait on it.
+  // ---- background jobs and workers (defined in pool_workers.hpp)
+  auto post_locked(job&& j) noexcept -> bool;
+  void post_event_locked(event_kind kind, const std::string& text) noexcept;
+  [[nodiscard]] auto jobs_runnable_locked() const noexcept -> std::size_t;
+  [[nodiscard]] auto creations_due_locked() const noexcept -> std::size_t;
+  [[nodiscard]] auto stalled_creations_locked() const noexcept -> std::size_t;
+  [[nodiscard]] auto next_stall_locked() const noexcept -> std::int64_t;
+  void kick_locked() noexcept;
+  void worker_main() noexcept;
   template <class Fn>
-  void run_user_code_locked(std::unique_lock<std::mutex>& lk, Fn&& f) {
-    ++workers_in_user_code_;
-    lk.unlock();
-    f();
-    lk.lock();
-    --workers_in_user_code_;
-    if (stopping_) quiet_cv_.notify_all();
-  }
+  void run_user_code_locked(std::unique_lock<std::mutex>& lk, Fn&& f);
+  void run_job(job& j) noexcept;
+  void run_pending_jobs();
 
-  void run_job(job& j) noexcept {
-    switch (j.kind) {
-      case job::destroy: destroy_reserved(*j.s, j.why); break;
-      case job::check: finish_keepalive(*j.s); break;
-      case job::event: {
-        pool_event e;
-        e.kind = j.what;
-        e.where = j.where;
-        e.held = j.held;
-        e.message = j.text;
-        emit(e);
-        break;
-      }
-    }
-  }
-
-  // Runs every queued job on this thread (run_maintenance, close).
-  void run_pending_jobs() {
-    std::unique_lock lk(mutex_);
-    while (!jobs_.empty()) {
-      job j = std::move(jobs_.front());
-      jobs_.pop_front();
-      lk.unlock();
-      run_job(j);
-      lk.lock();
-    }
-  }
-
-  // ---- creation
-
-  // min_idle at construction, on the constructing thread; stops at the first failure (the
-  // background then keeps trying, under the breaker's rules).
-  void prewarm() {
-    std::unique_lock lk(mutex_);
-    for (std::size_t i = 0; i < cfg_.min_idle; ++i)
-      if (!create_one_locked(lk)) break;
-    extra_wanted_ = cfg_.min_idle - std::min(cfg_.min_idle, idle_count_locked());
-    kick_locked();
-  }
-
-  // One factory call into a free slot. Lock held on entry and exit; released around the call.
-  auto create_one_locked(std::unique_lock<std::mutex>& lk) -> bool {
-    if (free_slots_.empty()) return false;
-    slot_type& s = table_[free_slots_.back()];
-    free_slots_.pop_back();
-    slot_table<R>::begin_create(s);
-    ++live_;
-    ++creating_;
-    const auto started = steady_ns();
-    creation_starts_.push_back(started);  // reserved to create_concurrency: no allocation
-    const bool probe = breaker_.on_start(live_ > creating_ + 1);  // +1: this one
-    const auto generation = table_.control().load().generation();
-    std::exception_ptr error;
-    run_user_code_locked(lk, [&] {
-      try {
-        s.resource.emplace(invoke_create(factory_));
-      } catch (...) {
-        error = std::current_exception();
-      }
-    });
-    --creating_;
-    creation_starts_.erase(std::find(creation_starts_.begin(), creation_starts_.end(), started));
-    const auto now = clock_.now();
-    if (error) {
-      slot_table<R>::release_empty(s);
-      free_slots_.push_back(s.index);
-      --live_;
-      on_create_failed_locked(error, now, probe);
-      emit_unlocked(lk, [&] {
-        pool_event e;
-        e.kind = event_kind::create_failed;
-        e.error = error;
-        const auto text = describe_exception(error);
-        e.message = text;
-        emit(e);
-      });
-      return false;
-    }
-    ++created_;
-    const auto took = steady_ns() - started;
-    create_time_avg_ = create_time_avg_ == 0 ? took : (create_time_avg_ * 7 + took) / 8;
-    breaker_.on_success();
-    last_error_ = nullptr;
-    last_error_text_.clear();
-    s.uses = 0;
-    s.generation = generation;
-    s.last_checked.store(now, std::memory_order_relaxed);
-    s.last_used.store(now, std::memory_order_relaxed);
-    s.expires_at.store(lifetime_deadline(now), std::memory_order_relaxed);
-    const bool went_idle = queue_.empty();
-    const bool kept = make_available_locked(s, true);
-    if (kept && went_idle && extra_wanted_ > 0) --extra_wanted_;
-    emit_unlocked(lk, [&] {
-      pool_event e;
-      e.kind = event_kind::created;
-      emit(e);
-    });
-    if (!kept) {
-      const auto why = closed() ? destroy_reason::closed : destroy_reason::evicted;
-      lk.unlock();
-      destroy_reserved(s, why);
-      lk.lock();
-    }
-    return true;
-  }
-
+  // ---- creation (defined in pool_creation.hpp)
+  void prewarm();
+  auto create_one_locked(std::unique_lock<std::mutex>& lk) -> bool;
   template <class Fn>
-  void emit_unlocked(std::unique_lock<std::mutex>& lk, Fn&& f) {
-    if (!opts_.on_event) return;
-    run_user_code_locked(lk, std::forward<Fn>(f));
-  }
+  void emit_unlocked(std::unique_lock<std::mutex>& lk, Fn&& f);
+  auto make_available_locked(slot_type& s, bool fresh) noexcept -> bool;
+  auto lifetime_deadline(std::int64_t now) -> std::int64_t;
+  void on_create_failed_locked(const std::exception_ptr& error, std::int64_t now, bool probe);
+  void request_spare();
 
-  // A new or checked resource (owned: creating or reserved) goes to the oldest waiter, or idle.
-  // False (and the slot reserved) if it must be destroyed instead: the pool closed, or the
-  // resource is from before an eviction, or past its lifetime.
-  auto make_available_locked(slot_type& s, bool fresh) noexcept -> bool {
-    const auto c = table_.control().load();
-    if (c.closed() || s.generation != c.generation() ||
-        coarse_now_.load(std::memory_order_relaxed) >= s.expires_at.load(std::memory_order_relaxed)) {
-      s.state.store(slot_state::reserved, std::memory_order_relaxed);
-      return false;
-    }
-    if (waiter* w = queue_.front()) {
-      grant_locked(*w, s, fresh);
-      return true;
-    }
-    table_.make_idle(s);  // nobody queued (P2): nobody to wake
-    return true;
-  }
-
-  auto lifetime_deadline(std::int64_t now) -> std::int64_t {
-    if (cfg_.max_lifetime == never_ns) return never_ns;
-    const auto life = cfg_.max_lifetime;
-    // Up to 2.5% earlier, so resources created together do not all expire together.
-    const auto jitter = static_cast<std::int64_t>(
-        std::uniform_real_distribution<double>(0.0, 0.025)(rng_) * static_cast<double>(life));
-    return add_sat(now, life - jitter);
-  }
-
-  void on_create_failed_locked(const std::exception_ptr& error, std::int64_t now, bool probe) {
-    ++create_failures_;
-    last_error_ = error;
-    last_error_text_ = describe_exception(error);
-    breaker_.on_failure(now, std::uniform_real_distribution<double>(0.5, 1.0)(rng_), probe);
-    // Known down, and nothing alive or on its way could serve the queue: tell the waiters now
-    // rather than let them sit out their timeouts.
-    if (breaker_.open() && live_ == 0)
-      fail_all_waiters_locked(errc::create_failed, "creating a resource failed", error);
-    if (breaker_.open()) housekeeper_cv_.notify_all();  // it wakes us when the probe is due
-  }
-
-  void request_spare() {
-    std::lock_guard lk(mutex_);
-    if (stopping_) return;
-    extra_wanted_ = std::max<std::size_t>(extra_wanted_, 1);
-    kick_locked();
-  }
-
-  // ---- housekeeping
-
-  // The housekeeper thread: ticks the coarse clock and plans; never runs user code.
-  void housekeeper_loop() {
-    std::unique_lock lk(mutex_);
-    while (!stopping_) {
-      auto span = ns(cfg_.housekeeping);
-      if (breaker_.open())  // wake for the probe, not a tick later
-        span = std::min(span, sleep_span(clock_.now(), breaker_.next_attempt_at(), cfg_.housekeeping));
-      housekeeper_cv_.wait_for(lk, std::max(span, ns(1'000'000)));
-      if (stopping_) break;
-      lk.unlock();
-      plan_maintenance(clock_.now(), false);
-      lk.lock();
-    }
-  }
-
-  // Decides what housekeeping is due at `now`. The user code it needs (pings, destructors,
-  // events) is queued for workers, or with `here` run at once on this thread, one at a time, so
-  // only one resource at a time is out of circulation for a check.
-  void plan_maintenance(std::int64_t now, bool here) {
-    coarse_now_.store(now, std::memory_order_relaxed);
-    if (closed()) return;
-    if (cfg_.leak_threshold != never_ns) detect_leaks(now, here);
-    std::size_t idle_now = 0;
-    for (std::size_t i = 0; i < table_.size(); ++i)
-      if (slot_table<R>::state_of(table_[i]) == slot_state::idle) ++idle_now;
-    for (std::size_t i = 0; i < table_.size(); ++i) {
-      auto& s = table_[i];
-      const auto last_used = s.last_used.load(std::memory_order_relaxed);
-      const bool expired = now >= s.expires_at.load(std::memory_order_relaxed);
-      const bool idle_expired = cfg_.idle_timeout != never_ns &&
-                                now - last_used >= cfg_.idle_timeout && idle_now > cfg_.min_idle;
-      const bool check_due =
-          cfg_.keepalive != never_ns &&
-          now - std::max(s.last_checked.load(std::memory_order_relaxed), last_used) >= cfg_.keepalive;
-      if (!expired && !idle_expired && !check_due) continue;
-      if (!slot_table<R>::try_reserve(s)) continue;
-      // Reserved: borrowers skip it. The readings above may be stale (it was lent and returned
-      // meanwhile): read them again.
-      std::unique_lock lk(mutex_);
-      if (now >= s.expires_at.load(std::memory_order_relaxed)) {
-        --idle_now;
-        post_or_run_locked(destroy_job(s, destroy_reason::lifetime), lk, here);
-      } else if (idle_expired && s.last_used.load(std::memory_order_relaxed) == last_used) {
-        --idle_now;
-        post_or_run_locked(destroy_job(s, destroy_reason::idle_timeout), lk, here);
-      } else if (check_due) {
-        s.last_checked.store(now, std::memory_order_relaxed);
-        post_or_run_locked(check_job(s), lk, here);
-      } else if (!give_locked(s, false)) {
-        post_or_run_locked(destroy_job(s, destroy_reason::closed), lk, here);
-      }
-    }
-    std::lock_guard lk(mutex_);
-    want_min_idle_locked();
-    // Waiters sleep on the pool's clock; a manual clock only moves when told, so wake those whose
-    // deadline has passed to let them notice.
-    queue_.for_each([&](waiter& w) {
-      if (w.deadline <= now) w.wake(w);
-    });
-    kick_locked();
-  }
-
-  void post_or_run_locked(job&& j, std::unique_lock<std::mutex>& lk, bool here = false) {
-    if (!here && post_locked(std::move(j))) return;
-    lk.unlock();
-    run_job(j);
-    lk.lock();
-  }
-
-  // min_idle: what is idle or being made counts; the background makes the rest.
-  void want_min_idle_locked() noexcept {
-    const auto have = idle_count_locked() + creating_;
-    extra_wanted_ = std::max(extra_wanted_, cfg_.min_idle > have ? cfg_.min_idle - have : 0);
-  }
-
-  [[nodiscard]] auto idle_count_locked() const noexcept -> std::size_t {
-    std::size_t n = 0;
-    for (std::size_t i = 0; i < table_.size(); ++i)
-      if (slot_table<R>::state_of(table_[i]) == slot_state::idle) ++n;
-    return n;
-  }
-
-  // A worker's half of a keepalive check: the ping, then back into circulation through the same
-  // checks as any hand-off (an eviction or close during the ping wins).
-  void finish_keepalive(slot_type& s) noexcept {
-    bool ok = true;
-    if constexpr (!std::is_same_v<V, always_valid>) ok = invoke_validator(s);
-    if (!ok) return destroy_reserved(s, destroy_reason::failed_validation);
-    std::unique_lock lk(mutex_);
-    if (make_available_locked(s, true)) return;
-    const auto why = closed() ? destroy_reason::closed : destroy_reason::evicted;
-    lk.unlock();
-    destroy_reserved(s, why);
-  }
-
-  void detect_leaks(std::int64_t now, bool here) {
-    for (std::size_t i = 0; i < table_.size(); ++i) {
-      auto& s = table_[i];
-      if (slot_table<R>::state_of(s) != slot_state::in_use) continue;
-      const auto seq = s.acquisitions.load(std::memory_order_acquire);
-      const auto at = s.acquired_at.load(std::memory_order_acquire);
-      if (now - at < cfg_.leak_threshold || s.leak_reported.load(std::memory_order_relaxed) == seq)
-        continue;
-      const acquire_site site{s.site_file.load(std::memory_order_relaxed),
-                              s.site_function.load(std::memory_order_relaxed),
-                              s.site_line.load(std::memory_order_relaxed)};
-      // Still the same lease? (It may have come back and gone out again meanwhile.)
-      if (slot_table<R>::state_of(s) != slot_state::in_use ||
-          s.acquisitions.load(std::memory_order_acquire) != seq)
-        continue;
-      s.leak_reported.store(seq, std::memory_order_relaxed);
-      if (!opts_.on_event) continue;
-      job j = event_job(event_kind::leak_suspected);
-      j.where = site;
-      j.held = std::chrono::duration_cast<std::chrono::milliseconds>(ns(now - at));
-      std::unique_lock lk(mutex_);
-      post_or_run_locked(std::move(j), lk, here);
-    }
-  }
-
-  void report_leak_return(slot_type& s, std::int64_t now) noexcept {
-    if (s.leak_reported.load(std::memory_order_relaxed) !=
-        s.acquisitions.load(std::memory_order_relaxed))
-      return;
-    if (!opts_.on_event || (s.state.load(std::memory_order_acquire) & slot_state::orphaned) != 0)
-      return;
-    pool_event e;
-    e.kind = event_kind::leak_returned;
-    e.where = {s.site_file.load(std::memory_order_relaxed),
-               s.site_function.load(std::memory_order_relaxed),
-               s.site_line.load(std::memory_order_relaxed)};
-    e.held = std::chrono::duration_cast<std::chrono::milliseconds>(
-        ns(now - s.acquired_at.load(std::memory_order_relaxed)));
-    emit(e);
-  }
+  // ---- housekeeping (defined in pool_housekeeping.hpp)
+  void housekeeper_loop();
+  void plan_maintenance(std::int64_t now, bool here);
+  void post_or_run_locked(job&& j, std::unique_lock<std::mutex>& lk, bool here = false);
+  void want_min_idle_locked() noexcept;
+  [[nodiscard]] auto idle_count_locked() const noexcept -> std::size_t;
+  void finish_keepalive(slot_type& s) noexcept;
+  void detect_leaks(std::int64_t now, bool here);
+  void report_leak_return(slot_type& s, std::int64_t now) noexcept;
 
   // ---- events
 
@@ -1455,3 +817,9 @@ class pool_core final : public lease_home<resource_t<F>> {
 
 }  // namespace detail
 RESPOOL_NAMESPACE_END
+
+// The rest of pool_core's member functions, an area to a header.
+#include "pool_creation.hpp"
+#include "pool_housekeeping.hpp"
+#include "pool_waiting.hpp"
+#include "pool_workers.hpp"

@@ -1,0 +1,147 @@
+#pragma once
+// Creating resources: one factory call into a free slot, what becomes of the result, and the
+// breaker's bookkeeping (creation_policy.hpp holds its rules). Part of pool_core (its member
+// functions, defined here to be read on their own); invariants P1-P5 are at the top of
+// pool_core.hpp.
+#include "pool_core.hpp"
+
+RESPOOL_NAMESPACE_BEGIN
+namespace detail {
+
+// min_idle at construction, on the constructing thread; stops at the first failure (the
+// background then keeps trying, under the breaker's rules).
+template <class F, class V, class S, class Clock>
+void pool_core<F, V, S, Clock>::prewarm() {
+  std::unique_lock lk(mutex_);
+  for (std::size_t i = 0; i < cfg_.min_idle; ++i)
+    if (!create_one_locked(lk)) break;
+  extra_wanted_ = cfg_.min_idle - std::min(cfg_.min_idle, idle_count_locked());
+  kick_locked();
+}
+
+// One factory call into a free slot. Lock held on entry and exit; released around the call.
+template <class F, class V, class S, class Clock>
+auto pool_core<F, V, S, Clock>::create_one_locked(std::unique_lock<std::mutex>& lk) -> bool {
+  if (free_slots_.empty()) return false;
+  slot_type& s = table_[free_slots_.back()];
+  free_slots_.pop_back();
+  slot_table<R>::begin_create(s);
+  ++live_;
+  ++creating_;
+  const auto started = steady_ns();
+  creation_starts_.push_back(started);  // reserved to create_concurrency: no allocation
+  const bool probe = breaker_.on_start(live_ > creating_ + 1);  // +1: this one
+  const auto generation = table_.control().load().generation();
+  std::exception_ptr error;
+  run_user_code_locked(lk, [&] {
+    try {
+      s.resource.emplace(invoke_create(factory_));
+    } catch (...) {
+      error = std::current_exception();
+    }
+  });
+  --creating_;
+  creation_starts_.erase(std::find(creation_starts_.begin(), creation_starts_.end(), started));
+  const auto now = clock_.now();
+  if (error) {
+    slot_table<R>::release_empty(s);
+    free_slots_.push_back(s.index);
+    --live_;
+    on_create_failed_locked(error, now, probe);
+    emit_unlocked(lk, [&] {
+      pool_event e;
+      e.kind = event_kind::create_failed;
+      e.error = error;
+      const auto text = describe_exception(error);
+      e.message = text;
+      emit(e);
+    });
+    return false;
+  }
+  ++created_;
+  const auto took = steady_ns() - started;
+  create_time_avg_ = create_time_avg_ == 0 ? took : (create_time_avg_ * 7 + took) / 8;
+  breaker_.on_success();
+  last_error_ = nullptr;
+  last_error_text_.clear();
+  s.uses = 0;
+  s.generation = generation;
+  s.last_checked.store(now, std::memory_order_relaxed);
+  s.last_used.store(now, std::memory_order_relaxed);
+  s.expires_at.store(lifetime_deadline(now), std::memory_order_relaxed);
+  const bool went_idle = queue_.empty();
+  const bool kept = make_available_locked(s, true);
+  if (kept && went_idle && extra_wanted_ > 0) --extra_wanted_;
+  emit_unlocked(lk, [&] {
+    pool_event e;
+    e.kind = event_kind::created;
+    emit(e);
+  });
+  if (!kept) {
+    const auto why = closed() ? destroy_reason::closed : destroy_reason::evicted;
+    lk.unlock();
+    destroy_reserved(s, why);
+    lk.lock();
+  }
+  return true;
+}
+
+template <class F, class V, class S, class Clock>
+template <class Fn>
+void pool_core<F, V, S, Clock>::emit_unlocked(std::unique_lock<std::mutex>& lk, Fn&& f) {
+  if (!opts_.on_event) return;
+  run_user_code_locked(lk, std::forward<Fn>(f));
+}
+
+// A new or checked resource (owned: creating or reserved) goes to the oldest waiter, or idle.
+// False (and the slot reserved) if it must be destroyed instead: the pool closed, or the
+// resource is from before an eviction, or past its lifetime.
+template <class F, class V, class S, class Clock>
+auto pool_core<F, V, S, Clock>::make_available_locked(slot_type& s, bool fresh) noexcept -> bool {
+  const auto c = table_.control().load();
+  if (c.closed() || s.generation != c.generation() ||
+      coarse_now_.load(std::memory_order_relaxed) >= s.expires_at.load(std::memory_order_relaxed)) {
+    s.state.store(slot_state::reserved, std::memory_order_relaxed);
+    return false;
+  }
+  if (waiter* w = queue_.front()) {
+    grant_locked(*w, s, fresh);
+    return true;
+  }
+  table_.make_idle(s);  // nobody queued (P2): nobody to wake
+  return true;
+}
+
+template <class F, class V, class S, class Clock>
+auto pool_core<F, V, S, Clock>::lifetime_deadline(std::int64_t now) -> std::int64_t {
+  if (cfg_.max_lifetime == never_ns) return never_ns;
+  const auto life = cfg_.max_lifetime;
+  // Up to 2.5% earlier, so resources created together do not all expire together.
+  const auto jitter = static_cast<std::int64_t>(
+      std::uniform_real_distribution<double>(0.0, 0.025)(rng_) * static_cast<double>(life));
+  return add_sat(now, life - jitter);
+}
+
+template <class F, class V, class S, class Clock>
+void pool_core<F, V, S, Clock>::on_create_failed_locked(const std::exception_ptr& error, std::int64_t now, bool probe) {
+  ++create_failures_;
+  last_error_ = error;
+  last_error_text_ = describe_exception(error);
+  breaker_.on_failure(now, std::uniform_real_distribution<double>(0.5, 1.0)(rng_), probe);
+  // Known down, and nothing alive or on its way could serve the queue: tell the waiters now
+  // rather than let them sit out their timeouts.
+  if (breaker_.open() && live_ == 0)
+    fail_all_waiters_locked(errc::create_failed, "creating a resource failed", error);
+  if (breaker_.open()) housekeeper_cv_.notify_all();  // it wakes us when the probe is due
+}
+
+template <class F, class V, class S, class Clock>
+void pool_core<F, V, S, Clock>::request_spare() {
+  std::lock_guard lk(mutex_);
+  if (stopping_) return;
+  extra_wanted_ = std::max<std::size_t>(extra_wanted_, 1);
+  kick_locked();
+}
+
+}  // namespace detail
+RESPOOL_NAMESPACE_END

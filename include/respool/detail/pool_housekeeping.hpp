@@ -1,0 +1,156 @@
+#pragma once
+// Housekeeping: the clock thread, the pass that retires idle and expired resources and plans
+// keepalive checks, min_idle upkeep, and leak reports. Part of pool_core (its member
+// functions, defined here to be read on their own); invariants P1-P5 are at the top of
+// pool_core.hpp.
+#include "pool_core.hpp"
+
+RESPOOL_NAMESPACE_BEGIN
+namespace detail {
+
+// The housekeeper thread: ticks the coarse clock and plans; never runs user code.
+template <class F, class V, class S, class Clock>
+void pool_core<F, V, S, Clock>::housekeeper_loop() {
+  std::unique_lock lk(mutex_);
+  while (!stopping_) {
+    auto span = ns(cfg_.housekeeping);
+    if (breaker_.open())  // wake for the probe, not a tick later
+      span = std::min(span, sleep_span(clock_.now(), breaker_.next_attempt_at(), cfg_.housekeeping));
+    housekeeper_cv_.wait_for(lk, std::max(span, ns(1'000'000)));
+    if (stopping_) break;
+    lk.unlock();
+    plan_maintenance(clock_.now(), false);
+    lk.lock();
+  }
+}
+
+// Decides what housekeeping is due at `now`. The user code it needs (pings, destructors,
+// events) is queued for workers, or with `here` run at once on this thread, one at a time, so
+// only one resource at a time is out of circulation for a check.
+template <class F, class V, class S, class Clock>
+void pool_core<F, V, S, Clock>::plan_maintenance(std::int64_t now, bool here) {
+  coarse_now_.store(now, std::memory_order_relaxed);
+  if (closed()) return;
+  if (cfg_.leak_threshold != never_ns) detect_leaks(now, here);
+  std::size_t idle_now = 0;
+  for (std::size_t i = 0; i < table_.size(); ++i)
+    if (slot_table<R>::state_of(table_[i]) == slot_state::idle) ++idle_now;
+  for (std::size_t i = 0; i < table_.size(); ++i) {
+    auto& s = table_[i];
+    const auto last_used = s.last_used.load(std::memory_order_relaxed);
+    const bool expired = now >= s.expires_at.load(std::memory_order_relaxed);
+    const bool idle_expired = cfg_.idle_timeout != never_ns &&
+                              now - last_used >= cfg_.idle_timeout && idle_now > cfg_.min_idle;
+    const bool check_due =
+        cfg_.keepalive != never_ns &&
+        now - std::max(s.last_checked.load(std::memory_order_relaxed), last_used) >= cfg_.keepalive;
+    if (!expired && !idle_expired && !check_due) continue;
+    if (!slot_table<R>::try_reserve(s)) continue;
+    // Reserved: borrowers skip it. The readings above may be stale (it was lent and returned
+    // meanwhile): read them again.
+    std::unique_lock lk(mutex_);
+    if (now >= s.expires_at.load(std::memory_order_relaxed)) {
+      --idle_now;
+      post_or_run_locked(destroy_job(s, destroy_reason::lifetime), lk, here);
+    } else if (idle_expired && s.last_used.load(std::memory_order_relaxed) == last_used) {
+      --idle_now;
+      post_or_run_locked(destroy_job(s, destroy_reason::idle_timeout), lk, here);
+    } else if (check_due) {
+      s.last_checked.store(now, std::memory_order_relaxed);
+      post_or_run_locked(check_job(s), lk, here);
+    } else if (!give_locked(s, false)) {
+      post_or_run_locked(destroy_job(s, destroy_reason::closed), lk, here);
+    }
+  }
+  std::lock_guard lk(mutex_);
+  want_min_idle_locked();
+  // Waiters sleep on the pool's clock; a manual clock only moves when told, so wake those whose
+  // deadline has passed to let them notice.
+  queue_.for_each([&](waiter& w) {
+    if (w.deadline <= now) w.wake(w);
+  });
+  kick_locked();
+}
+
+template <class F, class V, class S, class Clock>
+void pool_core<F, V, S, Clock>::post_or_run_locked(job&& j, std::unique_lock<std::mutex>& lk, bool here) {
+  if (!here && post_locked(std::move(j))) return;
+  lk.unlock();
+  run_job(j);
+  lk.lock();
+}
+
+// min_idle: what is idle or being made counts; the background makes the rest.
+template <class F, class V, class S, class Clock>
+void pool_core<F, V, S, Clock>::want_min_idle_locked() noexcept {
+  const auto have = idle_count_locked() + creating_;
+  extra_wanted_ = std::max(extra_wanted_, cfg_.min_idle > have ? cfg_.min_idle - have : 0);
+}
+
+template <class F, class V, class S, class Clock>
+auto pool_core<F, V, S, Clock>::idle_count_locked() const noexcept -> std::size_t {
+  std::size_t n = 0;
+  for (std::size_t i = 0; i < table_.size(); ++i)
+    if (slot_table<R>::state_of(table_[i]) == slot_state::idle) ++n;
+  return n;
+}
+
+// A worker's half of a keepalive check: the ping, then back into circulation through the same
+// checks as any hand-off (an eviction or close during the ping wins).
+template <class F, class V, class S, class Clock>
+void pool_core<F, V, S, Clock>::finish_keepalive(slot_type& s) noexcept {
+  bool ok = true;
+  if constexpr (!std::is_same_v<V, always_valid>) ok = invoke_validator(s);
+  if (!ok) return destroy_reserved(s, destroy_reason::failed_validation);
+  std::unique_lock lk(mutex_);
+  if (make_available_locked(s, true)) return;
+  const auto why = closed() ? destroy_reason::closed : destroy_reason::evicted;
+  lk.unlock();
+  destroy_reserved(s, why);
+}
+
+template <class F, class V, class S, class Clock>
+void pool_core<F, V, S, Clock>::detect_leaks(std::int64_t now, bool here) {
+  for (std::size_t i = 0; i < table_.size(); ++i) {
+    auto& s = table_[i];
+    if (slot_table<R>::state_of(s) != slot_state::in_use) continue;
+    const auto seq = s.acquisitions.load(std::memory_order_acquire);
+    const auto at = s.acquired_at.load(std::memory_order_acquire);
+    if (now - at < cfg_.leak_threshold || s.leak_reported.load(std::memory_order_relaxed) == seq)
+      continue;
+    const acquire_site site{s.site_file.load(std::memory_order_relaxed),
+                            s.site_function.load(std::memory_order_relaxed),
+                            s.site_line.load(std::memory_order_relaxed)};
+    // Still the same lease? (It may have come back and gone out again meanwhile.)
+    if (slot_table<R>::state_of(s) != slot_state::in_use ||
+        s.acquisitions.load(std::memory_order_acquire) != seq)
+      continue;
+    s.leak_reported.store(seq, std::memory_order_relaxed);
+    if (!opts_.on_event) continue;
+    job j = event_job(event_kind::leak_suspected);
+    j.where = site;
+    j.held = std::chrono::duration_cast<std::chrono::milliseconds>(ns(now - at));
+    std::unique_lock lk(mutex_);
+    post_or_run_locked(std::move(j), lk, here);
+  }
+}
+
+template <class F, class V, class S, class Clock>
+void pool_core<F, V, S, Clock>::report_leak_return(slot_type& s, std::int64_t now) noexcept {
+  if (s.leak_reported.load(std::memory_order_relaxed) !=
+      s.acquisitions.load(std::memory_order_relaxed))
+    return;
+  if (!opts_.on_event || (s.state.load(std::memory_order_acquire) & slot_state::orphaned) != 0)
+    return;
+  pool_event e;
+  e.kind = event_kind::leak_returned;
+  e.where = {s.site_file.load(std::memory_order_relaxed),
+             s.site_function.load(std::memory_order_relaxed),
+             s.site_line.load(std::memory_order_relaxed)};
+  e.held = std::chrono::duration_cast<std::chrono::milliseconds>(
+      ns(now - s.acquired_at.load(std::memory_order_relaxed)));
+  emit(e);
+}
+
+}  // namespace detail
+RESPOOL_NAMESPACE_END
