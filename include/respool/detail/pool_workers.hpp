@@ -43,7 +43,8 @@ auto pool_core<F, V, S, Clock>::jobs_runnable_locked() const noexcept -> std::si
 // How many creations may begin now (P1, the breaker).
 template <class F, class V, class S, class Clock>
 auto pool_core<F, V, S, Clock>::creations_due_locked() const noexcept -> std::size_t {
-  if (stopping_) return 0;
+  // Full, or every lane busy: the common case while callers wait, settled without a clock.
+  if (stopping_ || live_ >= cfg_.max_size || creating_ >= cfg_.create_concurrency) return 0;
   const auto n = creations_to_start(cfg_.max_size, live_, creating_, stalled_creations_locked(),
                                     cfg_.create_concurrency, queue_.size(), extra_wanted_);
   return n == 0 ? 0 : breaker_.admit(clock_.now(), n, live_ > creating_);
