@@ -1,7 +1,8 @@
 // Fault-injection stress test for respool::pool: 8 threads on a pool of 4, with a factory that
 // fails about 10% of the time, a validator that fails 5% of borrows, a resetter that fails 2% of
 // returns, discarded leases, short timeouts, short idle timeouts and lifetimes, short backend
-// outages (every connect and validation fails), and a 1 ms housekeeper racing the callers. It checks, throughout and at the end:
+// outages (every connect and validation fails), evict_all() under load (no resource made before
+// a finished eviction is lent), and a 1 ms housekeeper racing the callers. It checks, throughout and at the end:
 //
 // - never more than max_size live resources (counted by the resource's own constructor and
 //   destructor, so a resource inside the factory counts too);
@@ -144,7 +145,13 @@ std::atomic<long> g_peak{0};  // the most ever alive at once
 
 // The identity of one resource. Lives on the heap so that moving a `resource` moves the pointer:
 // a moved-from resource holds nothing and counts nothing.
+// Evictions the monitor has begun and finished (evict_all): a resource made before an eviction
+// began must never be lent once that eviction has finished.
+std::atomic<std::uint64_t> g_evictions_started{0};
+std::atomic<std::uint64_t> g_evictions_done{0};
+
 struct tracked {
+  std::uint64_t epoch = g_evictions_started.load();  // read while the factory runs
   tracked() {
     const long now = g_live.fetch_add(1) + 1;
     long peak = g_peak.load();
@@ -346,6 +353,11 @@ auto one_cycle(stress_pool& pool, outcome_counters& out,
                                              : steady::duration(200ms);
   const auto form = pick(0, 999);
   const auto start = steady::now();
+  const auto evictions_done = g_evictions_done.load();
+  const auto check_not_evicted = [evictions_done](const resource& r) {
+    if (r.t && r.t->epoch < evictions_done)
+      g_violations.add("lent a resource made before an eviction that had finished");
+  };
   std::error_code failure;
   if (form < 50) {
     auto maybe = pool.try_acquire();
@@ -353,6 +365,7 @@ auto one_cycle(stress_pool& pool, outcome_counters& out,
     if (maybe) {
       got = true;
       out.try_acquired.fetch_add(1);
+      check_not_evicted(**maybe);
       use_and_return(*maybe, out);
     } else {
       out.try_empty.fetch_add(1);
@@ -366,6 +379,7 @@ auto one_cycle(stress_pool& pool, outcome_counters& out,
       got = true;
       if (ec) g_violations.add("a lease together with an error: " + ec.message());
       out.acquired.fetch_add(1);
+      check_not_evicted(*l);
       use_and_return(l, out);
     } else {
       if (!ec) g_violations.add("an empty lease without an error");
@@ -379,6 +393,7 @@ auto one_cycle(stress_pool& pool, outcome_counters& out,
       if (!l) g_violations.add("the throwing acquire returned an empty lease");
       got = true;
       out.acquired.fetch_add(1);
+      check_not_evicted(*l);
       use_and_return(l, out);
     } catch (const respool::error& e) {
       const auto elapsed = steady::now() - start;
@@ -441,6 +456,7 @@ TEST_CASE("pool under fault injection: bounded, exclusive, consistent, and empty
 
   outcome_counters out;
   std::uint64_t snapshots = 0;
+  std::uint64_t after_evicted = 0;
   {
     stress_pool pool{flaky_factory{}, stress_options(2), flaky_validator{}, flaky_resetter{}};
 
@@ -453,7 +469,14 @@ TEST_CASE("pool under fault injection: bounded, exclusive, consistent, and empty
       auto next_quiet = steady::now() + 50ms;
       auto next_outage = steady::now() + 120ms;
       auto outage_ends = steady::time_point::max();
+      auto next_eviction = steady::now() + 70ms;  // a failover: evict_all under load
       while (!done.load()) {
+        if (steady::now() >= next_eviction) {
+          g_evictions_started.fetch_add(1);
+          pool.evict_all();
+          g_evictions_done.fetch_add(1);
+          next_eviction = steady::now() + 70ms;
+        }
         if (steady::now() >= next_outage) {
           g_outage = true;
           outage_ends = steady::now() + 15ms;
@@ -502,6 +525,7 @@ TEST_CASE("pool under fault injection: bounded, exclusive, consistent, and empty
 
     pool.close();
     const auto after = pool.stats();
+    after_evicted = after.destroyed(respool::destroy_reason::evicted);
     const auto elapsed = seconds_since(started);
     check_snapshot(after, "after close");
     CHECK(after.total == 0);
@@ -517,7 +541,7 @@ TEST_CASE("pool under fault injection: bounded, exclusive, consistent, and empty
           g_faults.validation_failures.load());
     CHECK(after.destroyed(respool::destroy_reason::failed_reset) == g_faults.reset_failures.load());
     CHECK(after.destroyed(respool::destroy_reason::discarded) == out.discards.load());
-    CHECK(after.destroyed(respool::destroy_reason::evicted) == 0);
+    if (g_evictions_done.load() == 0) CHECK(after.destroyed(respool::destroy_reason::evicted) == 0);
     CHECK(after.destroyed(respool::destroy_reason::max_uses) == 0);
 
     std::printf(
@@ -568,6 +592,7 @@ TEST_CASE("pool under fault injection: bounded, exclusive, consistent, and empty
     CHECK(out.timeouts.load() > 0);
     CHECK(out.create_failed.load() + out.backend_unavailable.load() > 0);
     CHECK(out.discards.load() > 0);
+    if (g_evictions_done.load() > 0) CHECK(after_evicted > 0);
     CHECK(out.try_acquired.load() > 0);
     CHECK(g_faults.factory_throws.load() > 0);
     CHECK(g_faults.validation_failures.load() > 0);

@@ -225,8 +225,11 @@ class pool_core final : public lease_home<resource_t<F>> {
     // Idle ones now, on this thread ("failover: close the old connections"); leased ones on
     // return; ones being created or checked when that ends (every hand-off checks the
     // generation).
+    // A slot being returned is waited out: its holder either saw the new generation (and
+    // retires it) or leaves it idle for this sweep.
     for (std::size_t i = 0; i < table_.size(); ++i) {
       auto& s = table_[i];
+      slot_table<R>::await_return(s);
       if (slot_table<R>::try_reserve(s)) destroy_reserved(s, destroy_reason::evicted);
     }
     std::lock_guard lk(mutex_);
@@ -501,7 +504,9 @@ class pool_core final : public lease_home<resource_t<F>> {
     if (c.waiters() == 0 || !handoff_maybe_due()) {
       if (!table_.begin_return(s)) return drop_orphan(s);
       c = table_.control().load();  // S4: after the mark
-      if (!c.closed()) {
+      // An eviction since the check in release(): its sweep may have passed this slot while
+      // it was leased, so retire it here (under the lock, where the generation is settled).
+      if (!c.closed() && c.generation() == s.generation) {
         if (c.waiters() == 0) return slot_table<R>::finish_return(s);
         // P3 without the lock. A running waiter may be mid-scan: announce, so it looks again
         // before it parks (pairs with its decrement of the running count and its read of
@@ -526,6 +531,8 @@ class pool_core final : public lease_home<resource_t<F>> {
       lk.unlock();
       return drop_orphan(s);
     }
+    if (s.generation != table_.control().load().generation())
+      return retire_locked(s, destroy_reason::evicted, lk);
     if (!give_locked(s, false)) retire_locked(s, destroy_reason::closed, lk);
   }
 
