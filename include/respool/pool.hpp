@@ -99,20 +99,14 @@ class pool {
   /// spins: a resource idle now, or `timeout` at once.
   [[nodiscard]] auto acquire(std::source_location where = std::source_location::current())
       -> lease_type {
-    detail::acquire_failure fail;
-    auto l = core_->acquire(core_->default_timeout(), where, &fail);
-    if (!l) throw error(fail.code, fail.message, fail.cause);
-    return l;
+    return acquire_or_throw(core_->default_timeout(), where);
   }
 
   template <class Rep, class Period>
   [[nodiscard]] auto acquire(std::chrono::duration<Rep, Period> timeout,
                              std::source_location where = std::source_location::current())
       -> lease_type {
-    detail::acquire_failure fail;
-    auto l = core_->acquire(clamp(timeout), where, &fail);
-    if (!l) throw error(fail.code, fail.message, fail.cause);
-    return l;
+    return acquire_or_throw(detail::saturating_ns(timeout), where);
   }
 
   /// Non-throwing form: on failure returns an empty lease and sets `ec` (a `respool::errc`).
@@ -121,7 +115,7 @@ class pool {
                              std::source_location where = std::source_location::current())
       -> lease_type {
     detail::acquire_failure fail;
-    auto l = core_->acquire(clamp(timeout), where, &fail);
+    auto l = core_->acquire(detail::saturating_ns(timeout), where, &fail);
     ec = l ? std::error_code{} : make_error_code(fail.code);
     return l;
   }
@@ -160,9 +154,13 @@ class pool {
     o.validate();
     return o;
   }
-  template <class Rep, class Period>
-  static auto clamp(std::chrono::duration<Rep, Period> d) noexcept -> std::int64_t {
-    return detail::saturating_ns(d);  // any duration type: negative is 0, huge is forever
+  // `timeout` in pool units (detail::saturating_ns: any duration type, negative is 0, huge is
+  // forever).
+  auto acquire_or_throw(std::int64_t timeout, const std::source_location& where) -> lease_type {
+    detail::acquire_failure fail;
+    auto l = core_->acquire(timeout, where, &fail);
+    if (!l) throw error(fail.code, fail.message, fail.cause);
+    return l;
   }
 
   core_type* core_;

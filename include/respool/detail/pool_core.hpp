@@ -224,14 +224,9 @@ class pool_core final : public lease_home<resource_t<F>> {
     }
     // Idle ones now, on this thread ("failover: close the old connections"); leased ones on
     // return; ones being created or checked when that ends (every hand-off checks the
-    // generation).
-    // A slot being returned is waited out: its holder either saw the new generation (and
-    // retires it) or leaves it idle for this sweep.
-    for (std::size_t i = 0; i < table_.size(); ++i) {
-      auto& s = table_[i];
-      slot_table<R>::await_return(s);
-      if (slot_table<R>::try_reserve(s)) destroy_reserved(s, destroy_reason::evicted);
-    }
+    // generation). A slot being returned either sees the new generation (and is retired by its
+    // holder) or is idle for this sweep.
+    destroy_idle(destroy_reason::evicted);
     std::lock_guard lk(mutex_);
     kick_locked();
   }
@@ -248,13 +243,9 @@ class pool_core final : public lease_home<resource_t<F>> {
     }
     if (housekeeper_.joinable() && housekeeper_.get_id() != std::this_thread::get_id())
       housekeeper_.join();
-    // Idle resources now. A slot being returned is waited out: its holder either sees the pool
-    // closed (and destroys its resource) or leaves it idle for this sweep.
-    for (std::size_t i = 0; i < table_.size(); ++i) {
-      auto& s = table_[i];
-      slot_table<R>::await_return(s);
-      if (slot_table<R>::try_reserve(s)) destroy_reserved(s, destroy_reason::closed);
-    }
+    // Idle resources now. A slot being returned either sees the pool closed (and is destroyed
+    // by its holder) or is idle for this sweep.
+    destroy_idle(destroy_reason::closed);
     run_pending_jobs();
     // Give a connect, ping or destructor in flight a moment to end, so that a pool closed in
     // normal times is empty when close() returns; one that hangs is not waited for: its worker
@@ -268,14 +259,12 @@ class pool_core final : public lease_home<resource_t<F>> {
   // Called by the handle's destructor: close, then let the last reference free us.
   void destroy_handle() noexcept {
     close();
+    // A lease still out keeps the core alive (P5); one returned meanwhile is destroyed here.
     for (std::size_t i = 0; i < table_.size(); ++i) {
-      auto& s = table_[i];
-      // A lease still out keeps the core alive (P5); one returned meanwhile is destroyed here.
       refs_.fetch_add(1, std::memory_order_relaxed);
-      if (!slot_table<R>::try_orphan(s)) refs_.fetch_sub(1, std::memory_order_relaxed);
-      slot_table<R>::await_return(s);
-      if (slot_table<R>::try_reserve(s)) destroy_reserved(s, destroy_reason::closed);
+      if (!slot_table<R>::try_orphan(table_[i])) refs_.fetch_sub(1, std::memory_order_relaxed);
     }
+    destroy_idle(destroy_reason::closed);
     unref();
   }
 
@@ -420,11 +409,8 @@ class pool_core final : public lease_home<resource_t<F>> {
       return borrow::retired;
     };
     // seq_cst after the claiming CAS: either close() sees this slot leased, or we see it closed.
-    const auto c = table_.control().load();
     const auto now = coarse_now_.load(std::memory_order_relaxed);
-    if (c.closed()) return failed(destroy_reason::closed);
-    if (now >= s.expires_at.load(std::memory_order_relaxed)) return failed(destroy_reason::lifetime);
-    if (s.generation != c.generation()) return failed(destroy_reason::evicted);
+    if (auto why = stale_reason(s, table_.control().load(), now)) return failed(*why);
     if constexpr (!std::is_same_v<V, always_valid>) {
       const auto after = cfg_.validate_after_idle;
       // 0 validates every borrow, even one the coarse clock places "before" the last return.
@@ -481,15 +467,34 @@ class pool_core final : public lease_home<resource_t<F>> {
 
   // ---- returning
 
-  auto retire_reason(slot_type& s, bool discard, std::int64_t now) noexcept
+  // Why a resource its owner holds must not be lent (again): the pool closed, an eviction
+  // since it was made, or past its lifetime (`now`: the coarse clock). Every lend, return and
+  // hand-off asks this one question.
+  [[nodiscard]] static auto stale_reason(const slot_type& s, control_word::view c,
+                                         std::int64_t now) noexcept
       -> std::optional<destroy_reason> {
-    const auto c = table_.control().load();
-    if (discard) return destroy_reason::discarded;
     if (c.closed()) return destroy_reason::closed;
     if (s.generation != c.generation()) return destroy_reason::evicted;
     if (now >= s.expires_at.load(std::memory_order_relaxed)) return destroy_reason::lifetime;
+    return std::nullopt;
+  }
+
+  auto retire_reason(slot_type& s, bool discard, std::int64_t now) noexcept
+      -> std::optional<destroy_reason> {
+    if (discard) return destroy_reason::discarded;
+    if (auto why = stale_reason(s, table_.control().load(), now)) return why;
     if (cfg_.max_uses != 0 && ++s.uses >= cfg_.max_uses) return destroy_reason::max_uses;
     return std::nullopt;
+  }
+
+  // Destroys every idle resource on this thread (close, evict_all), waiting out slots being
+  // returned.
+  void destroy_idle(destroy_reason why) noexcept {
+    for (std::size_t i = 0; i < table_.size(); ++i) {
+      auto& s = table_[i];
+      slot_table<R>::await_return(s);
+      if (slot_table<R>::try_reserve(s)) destroy_reserved(s, why);
+    }
   }
 
   // Puts a slot its holder owns back into circulation: idle (lock-free) when nobody waits, else
@@ -735,7 +740,7 @@ class pool_core final : public lease_home<resource_t<F>> {
   auto create_one_locked(std::unique_lock<std::mutex>& lk) -> bool;
   template <class Fn>
   void emit_unlocked(std::unique_lock<std::mutex>& lk, Fn&& f);
-  auto make_available_locked(slot_type& s, bool fresh) noexcept -> bool;
+  auto make_available_locked(slot_type& s, bool fresh) noexcept -> std::optional<destroy_reason>;
   auto lifetime_deadline(std::int64_t now) -> std::int64_t;
   void on_create_failed_locked(const std::exception_ptr& error, std::int64_t now, bool probe);
   void request_spare();

@@ -70,17 +70,16 @@ auto pool_core<F, V, S, Clock>::create_one_locked(std::unique_lock<std::mutex>& 
   s.last_used.store(now, std::memory_order_relaxed);
   s.expires_at.store(lifetime_deadline(now), std::memory_order_relaxed);
   const bool went_idle = queue_.empty();
-  const bool kept = make_available_locked(s, true);
-  if (kept && went_idle && extra_wanted_ > 0) --extra_wanted_;
+  const auto dropped = make_available_locked(s, true);
+  if (!dropped && went_idle && extra_wanted_ > 0) --extra_wanted_;
   emit_unlocked(lk, [&] {
     pool_event e;
     e.kind = event_kind::created;
     emit(e);
   });
-  if (!kept) {
-    const auto why = closed() ? destroy_reason::closed : destroy_reason::evicted;
+  if (dropped) {
     lk.unlock();
-    destroy_reserved(s, why);
+    destroy_reserved(s, *dropped);
     lk.lock();
   }
   return true;
@@ -94,22 +93,22 @@ void pool_core<F, V, S, Clock>::emit_unlocked(std::unique_lock<std::mutex>& lk, 
 }
 
 // A new or checked resource (owned: creating or reserved) goes to the oldest waiter, or idle.
-// False (and the slot reserved) if it must be destroyed instead: the pool closed, or the
-// resource is from before an eviction, or past its lifetime.
+// If it must be destroyed instead (stale_reason: the pool closed, an eviction, its lifetime),
+// returns why, with the slot reserved.
 template <class F, class V, class S, class Clock>
-auto pool_core<F, V, S, Clock>::make_available_locked(slot_type& s, bool fresh) noexcept -> bool {
-  const auto c = table_.control().load();
-  if (c.closed() || s.generation != c.generation() ||
-      coarse_now_.load(std::memory_order_relaxed) >= s.expires_at.load(std::memory_order_relaxed)) {
+auto pool_core<F, V, S, Clock>::make_available_locked(slot_type& s, bool fresh) noexcept
+    -> std::optional<destroy_reason> {
+  const auto now = coarse_now_.load(std::memory_order_relaxed);
+  if (auto why = stale_reason(s, table_.control().load(), now)) {
     s.state.store(slot_state::reserved, std::memory_order_relaxed);
-    return false;
+    return why;
   }
   if (waiter* w = queue_.front()) {
     grant_locked(*w, s, fresh);
-    return true;
+    return std::nullopt;
   }
   table_.make_idle(s);  // nobody queued (P2): nobody to wake
-  return true;
+  return std::nullopt;
 }
 
 template <class F, class V, class S, class Clock>

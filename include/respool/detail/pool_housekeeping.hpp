@@ -103,10 +103,10 @@ void pool_core<F, V, S, Clock>::finish_keepalive(slot_type& s) noexcept {
   if constexpr (!std::is_same_v<V, always_valid>) ok = invoke_validator(s);
   if (!ok) return destroy_reserved(s, destroy_reason::failed_validation);
   std::unique_lock lk(mutex_);
-  if (make_available_locked(s, true)) return;
-  const auto why = closed() ? destroy_reason::closed : destroy_reason::evicted;
+  const auto dropped = make_available_locked(s, true);
+  if (!dropped) return;
   lk.unlock();
-  destroy_reserved(s, why);
+  destroy_reserved(s, *dropped);
 }
 
 template <class F, class V, class S, class Clock>
