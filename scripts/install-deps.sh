@@ -9,8 +9,10 @@ set -euo pipefail
 job=${1:-test}
 case "$job" in
   test)
-    packages=(g++ clang-16 libclang-rt-16-dev cmake ninja-build meson pkg-config catch2
+    packages=(g++ clang-16 libclang-rt-16-dev llvm-16 cmake ninja-build meson pkg-config catch2
               libboost-dev libpoco-dev libsqlite3-dev)
+    # llvm-16 brings the symbolizer TSan needs for its built-in suppressions of libstdc++'s
+    # uninstrumented refcounts (an exception freed by a promise on another thread, for one).
     # The integration tests' servers and client libraries (tests/integration, docs/backends.md):
     # the tests start their own servers on random ports and never use the system services these
     # packages may start. pgbench ships in postgresql-15, redis-benchmark in redis-tools.
