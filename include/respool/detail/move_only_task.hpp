@@ -85,6 +85,11 @@ class move_only_task {
 
   [[nodiscard]] explicit operator bool() const noexcept { return vtable_ != nullptr; }
 
+  /// Whether `fail` tells the callable anything (it has a `fail` hook: a `submit` task's future).
+  [[nodiscard]] auto can_fail() const noexcept -> bool {
+    return vtable_ != nullptr && vtable_->fail != nullptr;
+  }
+
   /// Tells the callable it will never run (its future, if any, receives `e`), then empties the
   /// task. A callable without a `fail` hook is simply destroyed.
   void fail(const std::exception_ptr& e) noexcept {

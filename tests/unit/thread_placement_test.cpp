@@ -1,0 +1,96 @@
+// The thread pool's placement rule and its companions as pure functions
+// (detail/thread_placement.hpp, detail/spin_policy.hpp), one row per case.
+#include <respool/detail/spin_policy.hpp>
+#include <respool/detail/thread_placement.hpp>
+
+#include "respool_catch.hpp"
+
+using respool::thread_growth;
+using respool::detail::adaptive_spin;
+using respool::detail::placement;
+using respool::detail::placement_state;
+
+namespace {
+
+// (idle, booting, threads, queued, claimed, core, max, capacity, growth, may_start)
+auto at(std::size_t idle, std::size_t booting, std::size_t threads, std::size_t queued,
+        std::size_t claimed, std::size_t core, std::size_t max, std::size_t capacity,
+        thread_growth growth = thread_growth::threads_first, bool may_start = true)
+    -> placement_state {
+  return {idle, booting, threads, queued, claimed, core, max, capacity, growth, may_start};
+}
+
+auto decide(const placement_state& s) { return respool::detail::place(s); }
+auto owed(const placement_state& s) { return respool::detail::start_owed(s); }
+
+constexpr auto tf = thread_growth::threads_first;
+constexpr auto qf = thread_growth::queue_first;
+
+}  // namespace
+
+TEST_CASE("place, threads_first: idle thread, then a booting one, then a new thread, then queue") {
+  CHECK(decide(at(1, 0, 2, 0, 0, 2, 4, 8)) == placement::run_on_idle);
+  CHECK(decide(at(0, 1, 2, 0, 0, 2, 4, 8)) == placement::wait_for_booting);
+  CHECK(decide(at(0, 1, 2, 1, 1, 2, 4, 8)) == placement::start_thread);  // its one claim taken
+  CHECK(decide(at(0, 0, 2, 0, 0, 2, 4, 8)) == placement::start_thread);
+  CHECK(decide(at(0, 0, 4, 0, 0, 2, 4, 8)) == placement::enqueue);
+  CHECK(decide(at(0, 0, 4, 8, 0, 2, 4, 8)) == placement::reject);
+}
+
+TEST_CASE("place: a booting thread takes a task even with no queue at all (prestart)") {
+  CHECK(decide(at(0, 1, 1, 0, 0, 1, 1, 0)) == placement::wait_for_booting);
+  CHECK(decide(at(0, 1, 1, 1, 1, 1, 1, 0)) == placement::reject);  // claimed: the next is refused
+  CHECK(decide(at(0, 4, 4, 3, 3, 4, 64, 0)) == placement::wait_for_booting);  // not a 5th thread
+}
+
+TEST_CASE("place: a new thread takes the oldest queued task first") {
+  // A task queued after a failed start is unclaimed: the next start is for it.
+  CHECK(decide(at(0, 0, 1, 1, 0, 1, 4, 8)) == placement::start_for_queue);
+  CHECK(decide(at(0, 0, 1, 1, 0, 1, 4, 8, tf, false)) == placement::enqueue);  // start failed
+  CHECK(decide(at(0, 0, 4, 1, 0, 1, 4, 1, tf, false)) == placement::reject);
+  // Claimed tasks do not count against the queue's bound.
+  CHECK(decide(at(0, 1, 4, 2, 1, 1, 4, 2)) == placement::enqueue);  // one of two places taken
+  CHECK(decide(at(0, 1, 4, 3, 1, 1, 4, 2)) == placement::reject);   // both taken
+}
+
+TEST_CASE("place, queue_first: core, then queue, then grow when full, then reject") {
+  CHECK(decide(at(0, 0, 0, 0, 0, 1, 3, 2, qf)) == placement::start_thread);
+  CHECK(decide(at(0, 0, 1, 0, 0, 1, 3, 2, qf)) == placement::enqueue);
+  CHECK(decide(at(0, 0, 1, 1, 0, 1, 3, 2, qf)) == placement::enqueue);
+  CHECK(decide(at(0, 0, 1, 2, 0, 1, 3, 2, qf)) == placement::start_for_queue);  // full: grow
+  CHECK(decide(at(0, 0, 3, 2, 0, 1, 3, 2, qf)) == placement::reject);
+  // No core threads: the first task still gets a thread (the JDK starts one for the queue).
+  CHECK(decide(at(0, 0, 0, 0, 0, 0, 3, 2, qf)) == placement::start_thread);
+}
+
+TEST_CASE("start_owed: only queued tasks the rule would start a thread for") {
+  CHECK(owed(at(0, 0, 0, 1, 0, 0, 4, 8)));            // a failed start left it queued
+  CHECK(owed(at(0, 0, 2, 1, 0, 2, 4, 8)));            // threads_first: below max
+  CHECK_FALSE(owed(at(0, 0, 4, 1, 0, 2, 4, 8)));      // at max: waiting is by design
+  CHECK_FALSE(owed(at(0, 1, 1, 1, 1, 0, 4, 8)));      // a booting thread will take it
+  CHECK_FALSE(owed(at(0, 0, 1, 0, 0, 0, 4, 8)));      // nothing queued
+  CHECK_FALSE(owed(at(0, 0, 2, 1, 0, 1, 4, 8, qf)));  // queue_first above core: by design
+  CHECK(owed(at(0, 0, 0, 1, 0, 1, 4, 8, qf)));        // ... but below core it is owed
+}
+
+TEST_CASE("start_retry_delay: 1 ms doubling, capped at 250 ms") {
+  using respool::detail::start_retry_delay;
+  CHECK(start_retry_delay(1) == 1'000'000);
+  CHECK(start_retry_delay(2) == 2'000'000);
+  CHECK(start_retry_delay(4) == 8'000'000);
+  CHECK(start_retry_delay(9) == 250'000'000);
+  CHECK(start_retry_delay(4'000'000'000U) == 250'000'000);
+}
+
+TEST_CASE("adaptive_spin: spins while waits are short, dies out under a trickle") {
+  adaptive_spin s;
+  CHECK(s.budget_ns() == adaptive_spin::max_spin_ns);
+  for (int i = 0; i < 20; ++i) s.after_wait(250'000);  // a task every 250 us
+  CHECK(s.budget_ns() == 0);
+  s.after_wait(3'000);  // one short wait: spin about twice that next time
+  CHECK(s.budget_ns() == 6'000);
+  s.after_wait(1'000'000);
+  CHECK(s.budget_ns() == 3'000);
+  for (int i = 0; i < 5; ++i) s.after_wait(15'000);  // a stream: capped at the maximum
+  CHECK(s.budget_ns() == adaptive_spin::max_spin_ns);
+}
