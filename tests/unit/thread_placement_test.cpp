@@ -82,15 +82,17 @@ TEST_CASE("start_retry_delay: 1 ms doubling, capped at 250 ms") {
   CHECK(start_retry_delay(4'000'000'000U) == 250'000'000);
 }
 
-TEST_CASE("adaptive_spin: spins while waits are short, dies out under a trickle") {
+TEST_CASE("adaptive_spin: spins after a short gap, not after a long one") {
   adaptive_spin s;
   CHECK(s.budget_ns() == adaptive_spin::max_spin_ns);
-  for (int i = 0; i < 20; ++i) s.after_wait(250'000);  // a task every 250 us
+  s.after_wait(250'000);  // a task every 250 us: sleeping is cheaper
   CHECK(s.budget_ns() == 0);
-  s.after_wait(3'000);  // one short wait: spin about twice that next time
-  CHECK(s.budget_ns() == 6'000);
-  s.after_wait(1'000'000);
-  CHECK(s.budget_ns() == 3'000);
-  for (int i = 0; i < 5; ++i) s.after_wait(15'000);  // a stream: capped at the maximum
+  s.after_wait(1'000);  // a short gap: spin a few times that long next time
+  CHECK(s.budget_ns() == 4'000);
+  s.after_wait(100);  // never less than the minimum
+  CHECK(s.budget_ns() == adaptive_spin::min_spin_ns);
+  s.after_wait(15'000);  // never more than the maximum
   CHECK(s.budget_ns() == adaptive_spin::max_spin_ns);
+  s.after_wait(adaptive_spin::max_spin_ns + 1);
+  CHECK(s.budget_ns() == 0);
 }

@@ -3,12 +3,12 @@
 //
 // A hand-off to a polling thread costs no system call on either side, which is most of the cost
 // of a short task; a poll that finds nothing burns a core that the producer (or the task's
-// database) could have used. So each thread spins only as long as spinning has recently paid:
-// after each idle period it compares how long it waited with what it spun for. A wait short
-// enough to have been caught (under `max_spin_ns`, about the cost of sleeping and being woken)
-// sets the next spin to twice that wait; a longer one halves it, down to not spinning at all.
-// Under a trickle (tasks every few hundred microseconds) the spin dies out after a few tasks;
-// under a stream it settles at a few times the gap between tasks.
+// database) could have used. So a thread spins only when its last idle period says spinning
+// would have paid: that period's gap (from going idle to being handed a task, as stamped by the
+// hand-off) was under `max_spin_ns`, about what sleeping and being woken costs. It then spins a
+// few times that gap; after a longer gap it does not spin at all. Under a trickle (a task every
+// few hundred microseconds) threads sleep at once, save after the odd short gap; under a stream
+// they settle at a few times the gap between tasks.
 #include <algorithm>
 #include <cstdint>
 
@@ -21,17 +21,15 @@ class adaptive_spin {
  public:
   /// The longest a thread spins: past this, sleeping and being woken costs less.
   static constexpr std::int64_t max_spin_ns = 20'000;
+  /// The shortest spin worth starting: a few clock reads' worth of polls.
+  static constexpr std::int64_t min_spin_ns = 2'000;
 
   /// How long the next idle period spins, in nanoseconds (0: sleep at once).
   [[nodiscard]] auto budget_ns() const noexcept -> std::int64_t { return budget_; }
 
-  /// After an idle period that ended with a task after `waited_ns`.
-  void after_wait(std::int64_t waited_ns) noexcept {
-    if (waited_ns <= max_spin_ns) {
-      budget_ = std::min(max_spin_ns, std::max(budget_, 2 * waited_ns));
-    } else {
-      budget_ /= 2;
-    }
+  /// After an idle period whose task was handed over `gap_ns` after the thread went idle.
+  void after_wait(std::int64_t gap_ns) noexcept {
+    budget_ = gap_ns <= max_spin_ns ? std::clamp(4 * gap_ns, min_spin_ns, max_spin_ns) : 0;
   }
 
  private:

@@ -114,7 +114,9 @@ inline auto thread_pool::hand_to_idle(task&& t) -> worker* {
   ++active_;
   ++submitted_;
   ++pending_;
-  return w->sleeping ? w : nullptr;
+  if (!w->sleeping) return nullptr;
+  w->handed_at = now_ns();  // what a spin would have had to wait (detail::adaptive_spin)
+  return w;
 }
 
 inline void thread_pool::enqueue(task&& t, bool claim) {

@@ -238,7 +238,8 @@ inline auto thread_pool::wait_for_task(std::unique_lock<std::mutex>& lock, worke
   }
   if (w.has_task.exchange(false, std::memory_order_acquire)) {
     t = std::move(w.slot);
-    spin.after_wait(now_ns() - idle_since);
+    // Handed over while it slept: the gap is up to the hand-over, not up to waking.
+    spin.after_wait((w.handed_at > idle_since ? w.handed_at : now_ns()) - idle_since);
   } else if (w.idle) {
     idle_.remove(w);  // closing
   }

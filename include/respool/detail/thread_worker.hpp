@@ -6,6 +6,7 @@
 #include <atomic>
 #include <condition_variable>
 #include <cstddef>
+#include <cstdint>
 #include <iterator>
 #include <list>
 #include <thread>
@@ -24,6 +25,7 @@ struct worker {
   // the thread, which may poll it without the mutex while it spins, or by shutdown_now().
   std::atomic<bool> has_task{false};
   bool sleeping = false;  // blocked on `wake`: a hand-over must notify it
+  std::int64_t handed_at = 0;  // steady ns of the last hand-over while it slept (adaptive spin)
   bool idle = false;      // in the idle stack
   bool booting = false;   // started without a task, has not looked at the queue yet
   bool exited = false;    // left before its creator stored `thread`: the creator files it
