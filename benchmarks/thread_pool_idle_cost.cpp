@@ -92,7 +92,9 @@ auto produce(Post post, Drain drain) -> double {
   std::vector<std::thread> threads;
   for (int p = 0; p < producers; ++p) {
     threads.emplace_back([&] {
-      for (int i = 0; i < per_producer; ++i) post([&sink] { sink.fetch_add(1, std::memory_order_relaxed); });
+      for (int i = 0; i < per_producer; ++i) {
+        post([&sink] { sink.fetch_add(1, std::memory_order_relaxed); });
+      }
     });
   }
   for (auto& t : threads) t.join();

@@ -32,7 +32,7 @@ struct thread_pool_rejections {
 struct thread_pool_stats {
   std::size_t threads = 0;           ///< live threads, including threads being started
   std::size_t idle = 0;              ///< threads waiting for a task
-  std::size_t active = 0;            ///< threads running a task (or handed one, or starting for one)
+  std::size_t active = 0;            ///< threads running or handed a task (or starting for one)
   std::size_t largest = 0;           ///< most threads there ever were at once
   std::size_t queued = 0;            ///< tasks waiting in the queue for a thread
   std::size_t largest_queue = 0;     ///< longest the queue ever was

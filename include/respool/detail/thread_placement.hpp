@@ -62,7 +62,9 @@ enum class placement {
 [[nodiscard]] constexpr auto place(const placement_state& s) noexcept -> placement {
   if (s.idle > 0) return placement::run_on_idle;
   if (s.booting > s.claimed) return placement::wait_for_booting;
-  if (wants_thread(s)) return unclaimed(s) > 0 ? placement::start_for_queue : placement::start_thread;
+  if (wants_thread(s)) {
+    return unclaimed(s) > 0 ? placement::start_for_queue : placement::start_thread;
+  }
   if (has_room(s)) return placement::enqueue;
   return placement::reject;
 }

@@ -136,20 +136,22 @@ inline auto thread_pool::take_queued_locked() noexcept -> task {
   return t;
 }
 
-inline auto thread_pool::refuse(std::unique_lock<std::mutex>& lock, task& t, errc code, const char* why,
-              const std::exception_ptr& cause, bool throwing) -> outcome {
+inline auto thread_pool::refuse(std::unique_lock<std::mutex>& lock, task& t, errc code,
+                                const char* why, const std::exception_ptr& cause, bool throwing)
+    -> outcome {
   const refusal_counts counts{threads_, idle_.size(), queue_.size() - claimed_};
   lock.unlock();
   outcome out{make_error_code(code), nullptr, throwing};
   if (throwing || t.can_fail()) {
-    out.failure = std::make_exception_ptr(error(code, refusal_message(why, code, counts, cause), cause));
+    const std::string what = refusal_message(why, code, counts, cause);
+    out.failure = std::make_exception_ptr(error(code, what, cause));
     t.fail(out.failure);
   }
   return out;
 }
 
 inline auto thread_pool::refusal_message(const char* why, errc code, const refusal_counts& c,
-                       const std::exception_ptr& cause) const -> std::string {
+                                         const std::exception_ptr& cause) const -> std::string {
   std::string what = "respool thread pool '" + options_.name + "': " + why;
   if (code == errc::timeout) what += " (" + std::to_string(options_.block_timeout.count()) + " ms)";
   what += " (threads " + std::to_string(c.threads) + "/" + std::to_string(options_.max_threads) +

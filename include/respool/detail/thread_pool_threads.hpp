@@ -7,7 +7,8 @@
 
 RESPOOL_NAMESPACE_BEGIN
 
-inline auto thread_pool::start_thread(std::unique_lock<std::mutex>& lock, task& t) -> std::exception_ptr {
+inline auto thread_pool::start_thread(std::unique_lock<std::mutex>& lock, task& t)
+    -> std::exception_ptr {
   worker& w = roster_.add();
   w.number = ++threads_started_;
   const bool has_first = static_cast<bool>(t);
@@ -99,7 +100,8 @@ inline void thread_pool::retry_main() noexcept {
     try {
       static_cast<void>(start_thread(lock, none));  // sets the next retry_at_ if it failed
     } catch (...) {  // std::bad_alloc for the record: try again later
-      retry_at_ = detail::add_sat(now_ns(), detail::start_retry_delay(consecutive_start_failures_ + 1));
+      const auto delay = detail::start_retry_delay(consecutive_start_failures_ + 1);
+      retry_at_ = detail::add_sat(now_ns(), delay);
     }
   }
   retrier_running_ = false;
@@ -201,7 +203,7 @@ inline void thread_pool::leave_locked(std::unique_lock<std::mutex>& lock, worker
 }
 
 inline auto thread_pool::wait_for_task(std::unique_lock<std::mutex>& lock, worker& w, task& t,
-                     detail::adaptive_spin& spin) -> bool {
+                                       detail::adaptive_spin& spin) -> bool {
   idle_.push(w);
   if (blocked_ > 0) room_.notify_one();
   const std::int64_t idle_since = now_ns();
@@ -246,7 +248,8 @@ inline auto thread_pool::wait_for_task(std::unique_lock<std::mutex>& lock, worke
   return true;
 }
 
-inline auto thread_pool::spin_for_task(worker& w, std::int64_t budget, std::int64_t since) noexcept -> bool {
+inline auto thread_pool::spin_for_task(worker& w, std::int64_t budget, std::int64_t since) noexcept
+    -> bool {
   if (budget <= 0) return false;
   if (spinners_.fetch_add(1, std::memory_order_relaxed) >= max_spinners_) {
     spinners_.fetch_sub(1, std::memory_order_relaxed);
