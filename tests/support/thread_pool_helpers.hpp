@@ -83,6 +83,21 @@ class counter {
   int value_ = 0;
 };
 
+// Submits `n` tasks that each count themselves in `started` and then wait at `g`, and waits
+// until all of them run: the pool then has `n` busy threads. False if they did not start within
+// `patience`.
+template <class Pool>
+auto occupy(Pool& pool, int n, gate& g, counter& started) -> bool {
+  const int target = started.value() + n;
+  for (int i = 0; i < n; ++i) {
+    pool.execute([&g, &started] {
+      started.add();
+      g.wait();
+    });
+  }
+  return started.wait_for_at_least(target);
+}
+
 // Polls `condition` until it holds or `patience` passes; returns whether it held.
 template <class Condition>
 auto eventually(Condition condition, std::chrono::milliseconds limit = patience) -> bool {

@@ -1,12 +1,16 @@
 // The thread pool's placement rule and its companions as pure functions
-// (detail/thread_placement.hpp, detail/spin_policy.hpp), one row per case.
+// (detail/thread_placement.hpp, detail/spin_policy.hpp), one row per case, and which idle
+// thread takes a hand-off (detail/thread_worker.hpp).
 #include <respool/detail/spin_policy.hpp>
 #include <respool/detail/thread_placement.hpp>
+#include <respool/detail/thread_worker.hpp>
 
 #include "respool_catch.hpp"
 
 using respool::thread_growth;
 using respool::detail::adaptive_spin;
+using respool::detail::idle_stack;
+using respool::detail::worker;
 using respool::detail::placement;
 using respool::detail::placement_state;
 
@@ -95,4 +99,26 @@ TEST_CASE("adaptive_spin: spins after a short gap, not after a long one") {
   CHECK(s.budget_ns() == adaptive_spin::max_spin_ns);
   s.after_wait(adaptive_spin::max_spin_ns + 1);
   CHECK(s.budget_ns() == 0);
+}
+
+TEST_CASE("a hand-off goes to the awake top idle thread, else to the one below a sleeping top",
+          "[placement]") {
+  idle_stack idle;
+  REQUIRE(idle.pick() == nullptr);
+  worker a;
+  worker b;
+  worker c;
+  idle.push(a);
+  a.sleeping = true;
+  REQUIRE(idle.pick() == &a);  // the only one
+  idle.push(b);                // b on top, still awake (spinning)
+  REQUIRE(idle.pick() == &b);
+  b.sleeping = true;  // asleep: its CPU is likely the submitter's, so the one below
+  REQUIRE(idle.pick() == &a);
+  idle.push(c);
+  c.sleeping = true;
+  REQUIRE(idle.pick() == &b);
+  idle.remove(b);
+  REQUIRE(idle.pick() == &a);
+  REQUIRE(idle.size() == 2);
 }

@@ -36,6 +36,7 @@ using respool::thread_pool_options;
 using respool_test::background;
 using respool_test::counter;
 using respool_test::gate;
+using respool_test::occupy;
 
 namespace {
 
@@ -106,13 +107,7 @@ TEST_CASE("keep_alive = milliseconds::max(): threads above core never time out",
                     .max_threads = 4,
                     .queue_capacity = 10,
                     .keep_alive = std::chrono::milliseconds::max()}};
-  for (int i = 0; i < 4; ++i) {
-    pool.execute([&] {
-      started.add();
-      g.wait();
-    });
-  }
-  REQUIRE(started.wait_for_at_least(4));
+  REQUIRE(occupy(pool, 4, g, started));
   REQUIRE(pool.stats().threads == 4);
   g.open();
   REQUIRE(pool.wait_idle(5s));
@@ -131,13 +126,7 @@ TEST_CASE("keep_alive = milliseconds::max() with core_threads_time_out: core thr
                     .core_threads_time_out = true}};
   gate g;
   counter started;
-  for (int i = 0; i < 2; ++i) {
-    pool.execute([&] {
-      started.add();
-      g.wait();
-    });
-  }
-  REQUIRE(started.wait_for_at_least(2));
+  REQUIRE(occupy(pool, 2, g, started));
   g.open();
   REQUIRE(pool.wait_idle(5s));
   std::this_thread::sleep_for(300ms);

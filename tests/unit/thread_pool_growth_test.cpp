@@ -21,6 +21,7 @@ using respool::thread_pool_options;
 using respool_test::counter;
 using respool_test::eventually;
 using respool_test::gate;
+using respool_test::occupy;
 using respool_test::patience;
 
 TEST_CASE("threads_first starts a thread for each task before it queues any", "[growth]") {
@@ -226,13 +227,7 @@ TEST_CASE("threads above core exit after keep_alive; core threads stay", "[growt
   thread_pool pool{{.core_threads = 1, .max_threads = 4, .queue_capacity = 10, .keep_alive = 50ms}};
   gate g;
   counter started;
-  for (int i = 0; i < 4; ++i) {
-    pool.execute([&] {
-      started.add();
-      g.wait();
-    });
-  }
-  REQUIRE(started.wait_for_at_least(4));
+  REQUIRE(occupy(pool, 4, g, started));
   REQUIRE(pool.stats().threads == 4);
   g.open();
   REQUIRE(eventually([&] { return pool.stats().threads == 1; }));
@@ -245,6 +240,26 @@ TEST_CASE("threads above core exit after keep_alive; core threads stay", "[growt
   // And the pool still works (and may grow again).
   auto f = pool.submit([] { return 1; });
   REQUIRE(f.wait_for(patience) == std::future_status::ready);
+}
+
+TEST_CASE("under a trickle the surplus threads still reach keep_alive and exit",
+          "[growth][keep_alive]") {
+  // The next task goes to one of the two most recently idle threads, never round the whole
+  // set: with six threads taking turns a task every 10 ms would keep all of them alive.
+  thread_pool pool{{.core_threads = 1, .max_threads = 6, .queue_capacity = 10, .keep_alive = 150ms}};
+  gate g;
+  counter started;
+  REQUIRE(occupy(pool, 6, g, started));
+  g.open();
+  REQUIRE(eventually([&] { return pool.stats().idle == 6; }));
+  bool shrank = false;
+  for (int i = 0; i < 1000 && !shrank; ++i) {  // at most about 10 s
+    auto f = pool.submit([] { return 1; });
+    REQUIRE(f.wait_for(patience) == std::future_status::ready);
+    std::this_thread::sleep_for(10ms);
+    shrank = pool.stats().threads <= 2;
+  }
+  REQUIRE(shrank);
 }
 
 TEST_CASE("core_threads_time_out lets an idle pool drop to zero threads", "[growth][keep_alive]") {

@@ -19,6 +19,7 @@ using respool::thread_pool_options;
 using respool_test::counter;
 using respool_test::eventually;
 using respool_test::gate;
+using respool_test::occupy;
 using respool_test::patience;
 
 TEST_CASE("submit returns the result; arguments and move-only callables are moved in",
@@ -218,13 +219,7 @@ TEST_CASE("stats add up at rest", "[lifecycle][stats]") {
                     .error_sink = [](std::exception_ptr) {}}};
   gate g;
   counter started;
-  for (int i = 0; i < 4; ++i) {
-    pool.execute([&] {
-      started.add();
-      g.wait();
-    });
-  }
-  REQUIRE(started.wait_for_at_least(4));
+  REQUIRE(occupy(pool, 4, g, started));
   for (int i = 0; i < 8; ++i)
     pool.execute([i] {
       if (i % 2 == 0) throw std::runtime_error("x");

@@ -107,7 +107,7 @@ inline auto thread_pool::dispatch(task t, bool throwing) -> outcome {
 }
 
 inline auto thread_pool::hand_to_idle(task&& t) -> worker* {
-  worker* w = idle_.top();
+  worker* w = idle_.pick();
   idle_.remove(*w);
   w->slot = std::move(t);
   w->has_task.store(true, std::memory_order_release);  // pairs with the thread's acquire

@@ -35,12 +35,23 @@ struct worker {
   std::size_t number = 0;
 };
 
-// Idle threads, most recently idle on top: the warmest thread takes the next task, and the ones
-// at the bottom stay idle long enough to reach keep-alive and exit.
+// Idle threads, most recently idle on top: the next task goes to one of the top two, so the
+// ones at the bottom stay idle long enough to reach keep-alive and exit.
 class idle_stack {
  public:
   [[nodiscard]] auto size() const noexcept -> std::size_t { return size_; }
-  [[nodiscard]] auto top() const noexcept -> worker* { return top_; }
+
+  /// Who takes the next task (null if none is idle): the top thread while it is still awake
+  /// (spinning: the hand-off costs no system call), else the one below it if there is one.
+  /// The thread that went to sleep last usually last ran on the CPU the submitter runs on now
+  /// (the submitter's timer or socket wake-up lands on the CPU that just went idle), so the
+  /// kernel wakes it there and it preempts the submitter: half an extra context switch per task
+  /// under a trickle, 1.7x the CPU of a plain pool (benchmarks/thread_pool_idle_cost.cpp). The
+  /// one below is as warm, and its CPU is likely idle.
+  [[nodiscard]] auto pick() const noexcept -> worker* {
+    if (top_ == nullptr || !top_->sleeping || top_->idle_next == nullptr) return top_;
+    return top_->idle_next;
+  }
 
   void push(worker& w) noexcept {
     w.idle = true;
