@@ -21,7 +21,14 @@ install(FILES "${PROJECT_BINARY_DIR}/respoolConfig.cmake"
               "${PROJECT_BINARY_DIR}/respoolConfigVersion.cmake"
         DESTINATION "${RESPOOL_INSTALL_CMAKEDIR}")
 
-# pkg-config: includedir relative to the prefix so a relocated install still works.
+# pkg-config: prefix relative to the .pc file's own directory, and includedir relative to the
+# prefix, so a relocated install still works wherever RESPOOL_INSTALL_PKGCONFIGDIR puts it.
+if(IS_ABSOLUTE "${RESPOOL_INSTALL_PKGCONFIGDIR}")
+  file(RELATIVE_PATH RESPOOL_PC_TO_PREFIX "${RESPOOL_INSTALL_PKGCONFIGDIR}" "${CMAKE_INSTALL_PREFIX}")
+else()
+  file(RELATIVE_PATH RESPOOL_PC_TO_PREFIX "/prefix/${RESPOOL_INSTALL_PKGCONFIGDIR}" "/prefix")
+endif()
+string(REGEX REPLACE "/$" "" RESPOOL_PC_TO_PREFIX "${RESPOOL_PC_TO_PREFIX}")
 set(RESPOOL_PC_INCLUDEDIR "\${prefix}/${CMAKE_INSTALL_INCLUDEDIR}")
 if(IS_ABSOLUTE "${CMAKE_INSTALL_INCLUDEDIR}")
   set(RESPOOL_PC_INCLUDEDIR "${CMAKE_INSTALL_INCLUDEDIR}")

@@ -1,7 +1,9 @@
 # An overlay port for a header-only library: `vcpkg install respool --overlay-ports=packaging/vcpkg`.
-# It builds from the checkout this overlay lives in; a registry port would use vcpkg_from_github.
+# It builds from the checkout this overlay lives in; the registry variant of this port, built from
+# a release archive, is packaging/registry/vcpkg/respool.
 get_filename_component(SOURCE_PATH "${CMAKE_CURRENT_LIST_DIR}/../../.." ABSOLUTE)
 
+set(VCPKG_BUILD_TYPE release)  # header-only: a debug build would install the same files
 vcpkg_cmake_configure(
   SOURCE_PATH "${SOURCE_PATH}"
   OPTIONS
@@ -10,12 +12,12 @@ vcpkg_cmake_configure(
     -DRESPOOL_BUILD_BENCHMARKS=OFF
     -DRESPOOL_BUILD_LAB=OFF
     -DRESPOOL_INSTALL=ON
+    # respool.pc has `Libs: -pthread`; vcpkg accepts only Libs-free .pc files in share/pkgconfig.
+    -DRESPOOL_INSTALL_PKGCONFIGDIR=lib/pkgconfig
 )
 vcpkg_cmake_install()
 vcpkg_cmake_config_fixup(CONFIG_PATH share/cmake/respool)
 vcpkg_fixup_pkgconfig()
 
-# Header-only: nothing in debug/.
-file(REMOVE_RECURSE "${CURRENT_PACKAGES_DIR}/debug")
 file(INSTALL "${CMAKE_CURRENT_LIST_DIR}/usage" DESTINATION "${CURRENT_PACKAGES_DIR}/share/${PORT}")
 vcpkg_install_copyright(FILE_LIST "${SOURCE_PATH}/LICENSE")
