@@ -60,6 +60,8 @@ auto pool_core<F, V, S, Clock>::create_one_locked(std::unique_lock<std::mutex>& 
   }
   ++created_;
   const auto took = steady_ns() - started;
+  create_hist_.buckets[wait_histogram::bucket_of(
+      std::chrono::duration_cast<std::chrono::microseconds>(ns(took)))] += 1;
   create_time_avg_ = create_time_avg_ == 0 ? took : (create_time_avg_ * 7 + took) / 8;
   breaker_.on_success();
   last_error_ = nullptr;

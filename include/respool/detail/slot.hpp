@@ -24,6 +24,7 @@ struct alignas(cache_line) slot {
   // creating or reserved); the state CAS that hands ownership over orders them.
   std::uint64_t uses = 0;
   std::uint32_t generation = 0;  // eviction generation it was created in
+  std::int64_t use_timed_from = 0;  // steady ns at grant when this hold is timed, else 0
 
   // Read by other threads (housekeeping, stats, leak reports) without owning the slot.
   std::atomic<std::int64_t> expires_at{0};    // pool time, ns; never_ns: no lifetime limit
