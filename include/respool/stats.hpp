@@ -60,6 +60,13 @@ struct wait_histogram {
   }
 };
 
+/// One lease out, as `pool::holders()` reports it: where it was acquired and for how long it
+/// has been held (to within the pool's `housekeeping_interval`, the coarse clock's tick).
+struct lease_holder {
+  acquire_site site;
+  std::chrono::milliseconds held{0};
+};
+
 struct pool_stats {
   // Counts, at the instant of the snapshot.
   std::size_t max_size = 0;

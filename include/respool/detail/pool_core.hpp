@@ -73,6 +73,7 @@
 #include "../options.hpp"
 #include "../stats.hpp"
 #include "creation_policy.hpp"
+#include "holder_text.hpp"
 #include "pool_settings.hpp"
 #include "pool_time.hpp"
 #include "slot_table.hpp"
@@ -312,6 +313,26 @@ class pool_core final : public lease_home<resource_t<F>> {
     return st;
   }
 
+  // Every lease out, longest held first. Read without owning the slots: a lease returned and
+  // lent again meanwhile may show its new site with the old time (it is diagnostics).
+  auto holders() const -> std::vector<lease_holder> {
+    std::vector<lease_holder> out;
+    const auto now = clock_.now();
+    for (std::size_t i = 0; i < table_.size(); ++i) {
+      const auto& s = table_[i];
+      if (slot_table<R>::state_of(s) != slot_state::in_use) continue;
+      const auto at = s.acquired_at.load(std::memory_order_acquire);  // pairs with grant()
+      out.push_back({{s.site_file.load(std::memory_order_relaxed),
+                      s.site_function.load(std::memory_order_relaxed),
+                      s.site_line.load(std::memory_order_relaxed)},
+                     std::chrono::duration_cast<std::chrono::milliseconds>(
+                         ns(std::max<std::int64_t>(0, now - at)))});
+    }
+    std::stable_sort(out.begin(), out.end(),
+                     [](const lease_holder& a, const lease_holder& b) { return a.held > b.held; });
+    return out;
+  }
+
   [[nodiscard]] auto options() const noexcept -> const pool_options& { return opts_; }
 
  private:
@@ -451,12 +472,11 @@ class pool_core final : public lease_home<resource_t<F>> {
     const auto n = s.acquisitions.load(std::memory_order_relaxed) + 1;
     s.acquisitions.store(n, std::memory_order_relaxed);  // only the holder writes it
     if (n % pool_stats::use_time_sample_every == 1) s.use_timed_from = steady_ns();
-    if (cfg_.leak_threshold != never_ns) {
-      s.site_file.store(site.file_name, std::memory_order_relaxed);
-      s.site_function.store(site.function_name, std::memory_order_relaxed);
-      s.site_line.store(site.line, std::memory_order_relaxed);
-      s.acquired_at.store(coarse_now_.load(std::memory_order_relaxed), std::memory_order_release);
-    }
+    // For holders(), error messages and leak reports: four stores to the slot's own line.
+    s.site_file.store(site.file_name, std::memory_order_relaxed);
+    s.site_function.store(site.function_name, std::memory_order_relaxed);
+    s.site_line.store(site.line, std::memory_order_relaxed);
+    s.acquired_at.store(coarse_now_.load(std::memory_order_relaxed), std::memory_order_release);
     return lease_access::make<R>(this, &s);
   }
 

@@ -257,6 +257,9 @@ auto pool_core<F, V, S, Clock>::make_failure_locked(errc code, const std::string
                     ", in use " + std::to_string(c.in_use) + ", waiters " +
                     std::to_string(waiters_shown) + ", creating " + std::to_string(c.creating) +
                     ", max " + std::to_string(cfg_.max_size);
+  // Who holds them, for the errors that mean "all of them are out".
+  if ((code == errc::timeout || code == errc::exhausted) && c.in_use > 0)
+    if (auto who = describe_longest_holders(holders()); !who.empty()) msg += "; " + who;
   if (!last_error_text_.empty()) msg += "; last creation error: " + last_error_text_;
   msg += ")";
   if (!cause && (code == errc::timeout || code == errc::backend_unavailable)) cause = last_error_;

@@ -1,0 +1,84 @@
+#pragma once
+// How an error names who holds the resources: "held longest by orders.cpp:88 (load_order) for
+// 2,340 ms, cart.cpp:41 (add_item) for 1,910 ms". Pure functions over pool::holders() data.
+#include <algorithm>
+#include <cstddef>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "../stats.hpp"
+#include "../version.hpp"
+
+RESPOOL_NAMESPACE_BEGIN
+namespace detail {
+
+/// "orders.cpp" from "/src/app/orders.cpp".
+inline auto file_base_name(std::string_view path) noexcept -> std::string_view {
+  const auto slash = path.find_last_of("/\\");
+  return slash == std::string_view::npos ? path : path.substr(slash + 1);
+}
+
+/// The function's name from a compiler's signature: "void app::load_order(int)" gives
+/// "app::load_order"; what has no parameter list is kept.
+inline auto function_short_name(std::string_view signature) noexcept -> std::string_view {
+  const auto paren = signature.find('(');
+  if (paren == std::string_view::npos || paren == 0) return signature;
+  std::string_view head = signature.substr(0, paren);
+  // The last space outside template arguments ends the return type.
+  int depth = 0;
+  std::size_t start = 0;
+  for (std::size_t i = 0; i < head.size(); ++i) {
+    if (head[i] == '<') ++depth;
+    if (head[i] == '>' && depth > 0) --depth;
+    if (head[i] == ' ' && depth == 0) start = i + 1;
+  }
+  head = head.substr(start);
+  // Anonymous namespaces say nothing a reader of the message needs (GCC, then Clang).
+  for (std::string_view anon : {std::string_view{"{anonymous}::"},
+                                std::string_view{"(anonymous namespace)::"}})
+    if (head.substr(0, anon.size()) == anon) head.remove_prefix(anon.size());
+  return head;
+}
+
+/// 2340 as "2,340".
+inline auto with_thousands(long long n) -> std::string {
+  std::string digits = std::to_string(n < 0 ? -n : n);
+  std::string out;
+  for (std::size_t i = 0; i < digits.size(); ++i) {
+    if (i != 0 && (digits.size() - i) % 3 == 0) out += ',';
+    out += digits[i];
+  }
+  return n < 0 ? "-" + out : out;
+}
+
+/// "orders.cpp:88 (load_order) for 2,340 ms".
+inline auto describe_holder(const lease_holder& h) -> std::string {
+  std::string out(file_base_name(h.site.file_name));
+  if (out.empty()) out = "unknown site";
+  if (h.site.line != 0) out += ":" + std::to_string(h.site.line);
+  const auto fn = function_short_name(h.site.function_name);
+  if (!fn.empty()) {
+    out += " (";
+    out += fn;
+    out += ")";
+  }
+  return out + " for " + with_thousands(static_cast<long long>(h.held.count())) + " ms";
+}
+
+/// "held longest by A for 2,340 ms, B for 1,910 ms" for the first `most` of `holders` (longest
+/// first, as pool::holders() returns them); empty when nothing is held.
+inline auto describe_longest_holders(const std::vector<lease_holder>& holders,
+                                     std::size_t most = 3) -> std::string {
+  if (holders.empty()) return {};
+  std::string out = "held longest by ";
+  const auto n = std::min(most, holders.size());
+  for (std::size_t i = 0; i < n; ++i) {
+    if (i != 0) out += ", ";
+    out += describe_holder(holders[i]);
+  }
+  return out;
+}
+
+}  // namespace detail
+RESPOOL_NAMESPACE_END
