@@ -33,6 +33,7 @@ enum class errc : int {
   backend_unavailable,  ///< creation keeps failing and nothing is idle: failing fast
   exhausted,            ///< too many callers already wait (`max_waiters`)
   rejected,             ///< the thread pool's rejection policy refused the task
+  cancelled,            ///< the caller's `std::stop_token` asked to stop while it waited
 };
 
 namespace detail {
@@ -47,6 +48,7 @@ class error_category_impl final : public std::error_category {
       case errc::backend_unavailable: return "backend unavailable: creating resources keeps failing";
       case errc::exhausted: return "too many waiters: load shed";
       case errc::rejected: return "task rejected";
+      case errc::cancelled: return "cancelled by a stop request";
     }
     return "unknown respool error " + std::to_string(value);
   }

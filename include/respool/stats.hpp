@@ -84,6 +84,7 @@ struct pool_stats {
   std::uint64_t create_failures = 0;
   std::uint64_t fast_failures = 0;     ///< acquires refused with `backend_unavailable`
   std::uint64_t shed = 0;              ///< acquires refused with `exhausted`
+  std::uint64_t cancelled = 0;         ///< acquires ended by their stop token (`cancelled`)
 
   std::size_t min_idle = 0;  ///< the option, for dashboards beside `idle`
 

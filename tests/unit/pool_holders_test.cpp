@@ -113,6 +113,7 @@ TEST_CASE("holder text: base name, short function name, thousands", "[holders]")
   CHECK(function_short_name("auto f() -> int") == "f");
   CHECK(function_short_name("") == "");
   CHECK(function_short_name("{anonymous}::load_order(int)") == "load_order");
+  CHECK(function_short_name("auto (anonymous namespace)::load_order(pool &)") == "load_order");
   CHECK(function_short_name("std::vector<int, std::allocator<int> > f(int)") == "f");
   CHECK(respool::detail::file_base_name("/src/app/orders.cpp") == "orders.cpp");
   CHECK(respool::detail::with_thousands(2340) == "2,340");

@@ -20,25 +20,26 @@ inline auto file_base_name(std::string_view path) noexcept -> std::string_view {
 }
 
 /// The function's name from a compiler's signature: "void app::load_order(int)" gives
-/// "app::load_order"; what has no parameter list is kept.
-inline auto function_short_name(std::string_view signature) noexcept -> std::string_view {
-  const auto paren = signature.find('(');
-  if (paren == std::string_view::npos || paren == 0) return signature;
-  std::string_view head = signature.substr(0, paren);
+/// "app::load_order"; what has no parameter list is kept. Anonymous namespaces (GCC's
+/// "{anonymous}::", Clang's "(anonymous namespace)::") say nothing a reader needs and go.
+inline auto function_short_name(std::string_view signature) -> std::string {
+  std::string sig(signature);
+  for (std::string_view anon : {std::string_view{"{anonymous}::"},
+                                std::string_view{"(anonymous namespace)::"}})
+    for (auto at = sig.find(anon); at != std::string::npos; at = sig.find(anon, at))
+      sig.erase(at, anon.size());
+  const auto paren = sig.find('(');
+  if (paren == std::string::npos || paren == 0) return sig;
+  sig.resize(paren);
   // The last space outside template arguments ends the return type.
   int depth = 0;
   std::size_t start = 0;
-  for (std::size_t i = 0; i < head.size(); ++i) {
-    if (head[i] == '<') ++depth;
-    if (head[i] == '>' && depth > 0) --depth;
-    if (head[i] == ' ' && depth == 0) start = i + 1;
+  for (std::size_t i = 0; i < sig.size(); ++i) {
+    if (sig[i] == '<') ++depth;
+    if (sig[i] == '>' && depth > 0) --depth;
+    if (sig[i] == ' ' && depth == 0) start = i + 1;
   }
-  head = head.substr(start);
-  // Anonymous namespaces say nothing a reader of the message needs (GCC, then Clang).
-  for (std::string_view anon : {std::string_view{"{anonymous}::"},
-                                std::string_view{"(anonymous namespace)::"}})
-    if (head.substr(0, anon.size()) == anon) head.remove_prefix(anon.size());
-  return head;
+  return sig.substr(start);
 }
 
 /// 2340 as "2,340".

@@ -59,6 +59,7 @@
 #include <optional>
 #include <random>
 #include <source_location>
+#include <stop_token>
 #include <stdexcept>
 #include <string>
 #include <thread>
@@ -172,6 +173,24 @@ class pool_core final : public lease_home<resource_t<F>> {
       }
     }
     return acquire_slow(timeout, deadline, where, fail);
+  }
+
+  // The same, cancellable: a stop request makes it fail with errc::cancelled, at once if it
+  // came first, else as soon as it comes while the caller waits (its place in the queue goes).
+  auto acquire(const std::stop_token& stop, std::int64_t timeout, const std::source_location& where,
+               acquire_failure* fail) -> lease<R> {
+    if (stop.stop_requested()) return cancelled(fail);
+    std::int64_t deadline = 0;
+    if (!cfg_.strict_fifo() || table_.control().load().waiters() == 0) {
+      if (slot_type* s = claim()) {
+        switch (borrow_check(*s, deadline, timeout, nullptr)) {
+          case borrow::ok: return grant(*s, to_site(where));
+          case borrow::too_late: return timed_out(fail, timeout, "; no time left to validate");
+          case borrow::retired: break;
+        }
+      }
+    }
+    return acquire_slow(timeout, deadline, where, fail, &stop);
   }
 
   [[nodiscard]] auto default_timeout() const noexcept -> std::int64_t { return cfg_.acquire_timeout; }
@@ -299,6 +318,7 @@ class pool_core final : public lease_home<resource_t<F>> {
     st.create_failures = create_failures_;
     st.fast_failures = fast_failures_;
     st.shed = shed_;
+    st.cancelled = cancelled_;
     st.wait = wait_hist_;
     // Acquires that never waited sit in the zero bucket.
     st.wait.buckets[0] += st.acquired - std::min(st.acquired, slow_acquired_);
@@ -354,6 +374,7 @@ class pool_core final : public lease_home<resource_t<F>> {
     bool parked = false;         // asleep on cv: whoever serves it must notify
     std::atomic<bool> served{false};  // lets a spinning waiter see its hand-off without the lock
     std::optional<acquire_failure> failure;
+    bool cancelled = false;      // its stop token asked to stop (guarded by mutex_)
     std::condition_variable cv;
     // How to wake it (P3). A blocked thread notifies its condition variable; a waiter that is a
     // callback or a coroutine would schedule itself instead.
@@ -681,7 +702,9 @@ class pool_core final : public lease_home<resource_t<F>> {
   }
 
   // ---- waiting (defined in pool_waiting.hpp)
-  RESPOOL_DETAIL_COLD auto acquire_slow(std::int64_t timeout, std::int64_t deadline, const std::source_location& where, acquire_failure* fail) -> lease<R>;
+  RESPOOL_DETAIL_COLD auto acquire_slow(std::int64_t timeout, std::int64_t deadline, const std::source_location& where, acquire_failure* fail, const std::stop_token* stop = nullptr) -> lease<R>;
+  void cancel_waiter(waiter& w) noexcept;
+  RESPOOL_DETAIL_COLD auto cancelled(acquire_failure* fail) -> lease<R>;
   auto wait_for_slot(waiter& w, std::int64_t deadline, std::int64_t timeout, acquire_failure* fail, bool& fresh) -> slot_type*;
   auto admit_locked(waiter& w, std::int64_t now, acquire_failure* fail) -> bool;
   void join_queue_locked(waiter& w, std::int64_t deadline) noexcept;
@@ -852,6 +875,7 @@ class pool_core final : public lease_home<resource_t<F>> {
   std::uint64_t create_failures_ = 0;
   std::uint64_t fast_failures_ = 0;
   std::uint64_t shed_ = 0;
+  std::uint64_t cancelled_ = 0;
   std::uint64_t slow_acquired_ = 0;
   wait_histogram wait_hist_;
   std::chrono::microseconds wait_max_{0};

@@ -11,8 +11,17 @@ namespace detail {
 // Nothing idle at the first look, or it failed its check: try again, then wait. The waiter
 // record (with its condition variable) exists only here, off the fast path.
 template <class F, class V, class S, class Clock>
-auto pool_core<F, V, S, Clock>::acquire_slow(std::int64_t timeout, std::int64_t deadline, const std::source_location& where, acquire_failure* fail) -> lease<R> {
+auto pool_core<F, V, S, Clock>::acquire_slow(std::int64_t timeout, std::int64_t deadline, const std::source_location& where, acquire_failure* fail, const std::stop_token* stop) -> lease<R> {
   waiter w;
+  // Registered before any lock is taken (a stop already requested runs it here and now), and
+  // unregistered on the way out with no lock held: it takes mutex_ itself.
+  struct on_stop {
+    pool_core* core;
+    waiter* w;
+    void operator()() const noexcept { core->cancel_waiter(*w); }
+  };
+  std::optional<std::stop_callback<on_stop>> cancel;
+  if (stop != nullptr) cancel.emplace(*stop, on_stop{this, &w});
   for (;;) {
     slot_type* s = nullptr;
     bool fresh = false;
@@ -54,6 +63,9 @@ auto pool_core<F, V, S, Clock>::wait_for_slot(waiter& w, std::int64_t deadline, 
   coarse_now_.store(now, std::memory_order_relaxed);
   if (w.granted != nullptr || w.failure || w.queued) {
     // Queued again by keep_place, and maybe served or failed since: wait on as we are.
+  } else if (w.cancelled) {
+    ++cancelled_;
+    return fail_locked(fail, errc::cancelled, "acquire cancelled: its stop token was triggered");
   } else if (closed()) {
     return fail_locked(fail, errc::closed, "the pool is closed");
   } else {
@@ -75,6 +87,8 @@ auto pool_core<F, V, S, Clock>::wait_for_slot(waiter& w, std::int64_t deadline, 
     return s;
   }
   if (w.failure) {
+    // Counted here, not by the stop callback: a waiter it raced may still have been served.
+    if (w.failure->code == errc::cancelled) ++cancelled_;
     if (fail != nullptr) *fail = std::move(*w.failure);
     w.failure.reset();
     return nullptr;
@@ -220,6 +234,28 @@ auto pool_core<F, V, S, Clock>::scan_and_spin(waiter& w, bool spin, typename slo
     if (steady_ns() >= until || clock_.now() >= w.deadline) return nullptr;
     if (slot_type* s = table_.claim(hint(), notes)) return s;
   }
+}
+
+// The stop callback of a cancellable acquire (any thread). A waiter that was served already
+// keeps what it got; one in the queue leaves it, failed, and is woken.
+template <class F, class V, class S, class Clock>
+void pool_core<F, V, S, Clock>::cancel_waiter(waiter& w) noexcept {
+  std::lock_guard lk(mutex_);
+  w.cancelled = true;
+  if (!w.queued) return;  // not queued yet (it checks the flag first) or served already
+  leave_queue_locked(w);
+  w.failure = make_failure_locked(errc::cancelled,
+                                  "acquire cancelled: its stop token was triggered", nullptr);
+  w.served.store(true, std::memory_order_release);  // a spinning waiter stops spinning
+  w.wake(w);
+}
+
+template <class F, class V, class S, class Clock>
+auto pool_core<F, V, S, Clock>::cancelled(acquire_failure* fail) -> lease<R> {
+  std::lock_guard lk(mutex_);
+  ++cancelled_;
+  fail_locked(fail, errc::cancelled, "acquire cancelled: its stop token was triggered");
+  return {};
 }
 
 template <class F, class V, class S, class Clock>
