@@ -5,6 +5,7 @@
 #include "errors.hpp"
 #include "events.hpp"
 #include "lease.hpp"
+#include "metrics.hpp"
 #include "options.hpp"
 #include "pool.hpp"
 #include "sizing.hpp"
