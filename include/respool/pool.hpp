@@ -27,7 +27,10 @@
  * the factory, validator and what they refer to must outlive their last call, not the pool.
  */
 #include <chrono>
+#include <concepts>
 #include <cstdint>
+#include <functional>
+#include <memory>
 #include <optional>
 #include <source_location>
 #include <stop_token>
@@ -167,6 +170,20 @@ class pool {
   /// back, and ones being created or under a keepalive check when that ends; none of them is
   /// lent again.
   void evict_all() { core_->evict_all(); }
+
+  /// Closes the resources `pred(const R&)` picks: idle ones now (on this thread, which also
+  /// runs `pred` on them), leased ones when they return, and ones being created or under a
+  /// keepalive check at their next borrow; none that matches is lent again. `pred` runs on the
+  /// thread that owns the resource at that moment, so it may read it freely (several such
+  /// threads may call the same `pred` at once); a `pred` that throws counts as a match. (deadpool's `retain`, HikariCP's `softEvictConnections`.)
+  ///
+  /// **Example**: `db.evict_if([](const conn& c) { return c.host() == "10.0.0.5"; });`
+  template <class Pred>
+    requires std::predicate<const Pred&, const R&>
+  void evict_if(Pred pred) {
+    core_->evict_if(std::make_shared<const std::function<bool(const R&)>>(
+        [p = std::move(pred)](const R& r) -> bool { return static_cast<bool>(p(r)); }));
+  }
 
   /// Refuses new acquires, wakes waiters with `errc::closed`, closes idle resources, stops the
   /// background threads. Leased resources are closed when they come back; a factory call or

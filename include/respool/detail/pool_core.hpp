@@ -52,6 +52,8 @@
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
+#include <functional>
+#include <unordered_map>
 #include <exception>
 #include <memory>
 #include <mutex>
@@ -220,6 +222,8 @@ class pool_core final : public lease_home<resource_t<F>> {
     if (cfg_.leak_threshold != never_ns) report_leak_return(s, now);
     // Decide before resetting: a resource about to be destroyed is not reset.
     auto why = retire_reason(s, discard, now);
+    if (!why && s.evict_check.load(std::memory_order_seq_cst) && matches_evict_check(s))
+      why = destroy_reason::evicted;
     if (!why && !invoke_resetter(s)) why = destroy_reason::failed_reset;
     s.last_used.store(now, std::memory_order_relaxed);
     tls_hints.remember(id_, s.index);
@@ -246,6 +250,9 @@ class pool_core final : public lease_home<resource_t<F>> {
     plan_maintenance(clock_.now(), true);
     run_pending_jobs();
   }
+
+  using evict_predicate = std::shared_ptr<const std::function<bool(const R&)>>;
+  void evict_if(const evict_predicate& pred);
 
   void evict_all() {
     {
@@ -468,6 +475,8 @@ class pool_core final : public lease_home<resource_t<F>> {
     // seq_cst after the claiming CAS: either close() sees this slot leased, or we see it closed.
     const auto now = coarse_now_.load(std::memory_order_relaxed);
     if (auto why = stale_reason(s, table_.control().load(), now)) return failed(*why);
+    if (s.evict_check.load(std::memory_order_seq_cst) && matches_evict_check(s))
+      return failed(destroy_reason::evicted);
     if constexpr (!std::is_same_v<V, always_valid>) {
       const auto after = cfg_.validate_after_idle;
       // 0 validates every borrow, even one the coarse clock places "before" the last return.
@@ -701,6 +710,10 @@ class pool_core final : public lease_home<resource_t<F>> {
     if (was_awake) wake_one_if_none_awake_locked();  // P3: the look it was to take
   }
 
+  // ---- eviction by predicate (defined in pool_housekeeping.hpp)
+  RESPOOL_DETAIL_COLD auto matches_evict_check(slot_type& s) noexcept -> bool;
+  auto any_matches(const std::vector<evict_predicate>& preds, const R& r) noexcept -> bool;
+
   // ---- waiting (defined in pool_waiting.hpp)
   RESPOOL_DETAIL_COLD auto acquire_slow(std::int64_t timeout, std::int64_t deadline, const std::source_location& where, acquire_failure* fail, const std::stop_token* stop = nullptr) -> lease<R>;
   void cancel_waiter(waiter& w) noexcept;
@@ -757,6 +770,7 @@ class pool_core final : public lease_home<resource_t<F>> {
   void destroy_reserved(slot_type& s, destroy_reason why) noexcept {
     s.resource.reset();  // may be slow (closing a socket): outside the lock
     std::unique_lock lk(mutex_);
+    drop_evict_check_locked(s);
     slot_table<R>::release_empty(s);
     free_slots_.push_back(s.index);
     --live_;
@@ -769,6 +783,11 @@ class pool_core final : public lease_home<resource_t<F>> {
     e.reason = why;
     lk.unlock();
     emit(e);
+  }
+
+  // The slot's resource is gone: predicates waiting for it must not meet its successor.
+  void drop_evict_check_locked(slot_type& s) noexcept {
+    if (s.evict_check.exchange(false, std::memory_order_relaxed)) evict_checks_.erase(s.index);
   }
 
   void drop_orphan(slot_type& s) noexcept {
@@ -876,6 +895,9 @@ class pool_core final : public lease_home<resource_t<F>> {
   std::uint64_t fast_failures_ = 0;
   std::uint64_t shed_ = 0;
   std::uint64_t cancelled_ = 0;
+  // evict_if() predicates waiting for leased (or creating, or reserved) resources, by slot
+  // index; the slot's evict_check flag says an entry may be here.
+  std::unordered_map<std::uint32_t, std::vector<evict_predicate>> evict_checks_;
   std::uint64_t slow_acquired_ = 0;
   wait_histogram wait_hist_;
   std::chrono::microseconds wait_max_{0};

@@ -44,6 +44,7 @@ auto pool_core<F, V, S, Clock>::create_one_locked(std::unique_lock<std::mutex>& 
   creation_starts_.erase(std::find(creation_starts_.begin(), creation_starts_.end(), started));
   const auto now = clock_.now();
   if (error) {
+    drop_evict_check_locked(s);
     slot_table<R>::release_empty(s);
     free_slots_.push_back(s.index);
     --live_;

@@ -109,6 +109,69 @@ void pool_core<F, V, S, Clock>::finish_keepalive(slot_type& s) noexcept {
   destroy_reserved(s, *dropped);
 }
 
+// evict_if: every resource is given the predicate (idle ones too: a borrower may claim one
+// before the sweep reaches it), then the sweep applies it to those still idle, on this thread;
+// the others carry it until their owner applies it, on return or at the next borrow. The flag
+// is stored seq_cst before the sweep reads each slot's state, and read seq_cst after the
+// claiming or returning CAS: a slot the sweep could not take is owned by someone whose next
+// step (return, or borrow check) comes after the flag, so sees it.
+template <class F, class V, class S, class Clock>
+void pool_core<F, V, S, Clock>::evict_if(const evict_predicate& pred) {
+  {
+    std::lock_guard lk(mutex_);
+    for (std::size_t i = 0; i < table_.size(); ++i) {
+      auto& s = table_[i];
+      const auto st = slot_table<R>::state_of(s);
+      if (st == slot_state::empty) continue;
+      evict_checks_[s.index].push_back(pred);
+      s.evict_check.store(true, std::memory_order_seq_cst);
+    }
+  }
+  for (std::size_t i = 0; i < table_.size(); ++i) {
+    auto& s = table_[i];
+    slot_table<R>::await_return(s);
+    if (!slot_table<R>::try_reserve(s)) continue;
+    // Ours now: apply what waits for it (this predicate, unless a borrower did already).
+    if (s.evict_check.load(std::memory_order_seq_cst) && matches_evict_check(s)) {
+      destroy_reserved(s, destroy_reason::evicted);
+      continue;
+    }
+    std::unique_lock lk(mutex_);
+    const auto dropped = make_available_locked(s, false);
+    lk.unlock();
+    if (dropped) destroy_reserved(s, *dropped);
+  }
+}
+
+// The owner of `s` takes the predicates waiting for it and applies them.
+template <class F, class V, class S, class Clock>
+auto pool_core<F, V, S, Clock>::matches_evict_check(slot_type& s) noexcept -> bool {
+  std::vector<evict_predicate> preds;
+  {
+    std::lock_guard lk(mutex_);
+    s.evict_check.store(false, std::memory_order_relaxed);
+    if (auto it = evict_checks_.find(s.index); it != evict_checks_.end()) {
+      preds = std::move(it->second);
+      evict_checks_.erase(it);
+    }
+  }
+  return any_matches(preds, *s.resource);
+}
+
+// A predicate that throws counts as a match: a resource we cannot judge is not lent again.
+template <class F, class V, class S, class Clock>
+auto pool_core<F, V, S, Clock>::any_matches(const std::vector<evict_predicate>& preds,
+                                            const R& r) noexcept -> bool {
+  for (const auto& p : preds) {
+    try {
+      if ((*p)(r)) return true;
+    } catch (...) {
+      return true;
+    }
+  }
+  return false;
+}
+
 template <class F, class V, class S, class Clock>
 void pool_core<F, V, S, Clock>::detect_leaks(std::int64_t now, bool here) {
   for (std::size_t i = 0; i < table_.size(); ++i) {

@@ -36,6 +36,9 @@ struct alignas(cache_line) slot {
   std::atomic<const char*> site_function{""};
   std::atomic<std::uint_least32_t> site_line{0};
   std::atomic<std::uint64_t> leak_reported{0};  // the acquisition number reported as leaked
+  // evict_if() predicates wait for this resource (pool_core::evict_checks_): its owner applies
+  // them on return or at its next borrow. seq_cst on both sides (see pool_core::evict_if).
+  std::atomic<bool> evict_check{false};
 
   std::optional<R> resource;
 
