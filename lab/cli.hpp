@@ -73,13 +73,17 @@ a big one they all reach the database at once: writers that find the lock taken 
 SQLite's busy handler and retry, and the threads holding connections compete for the cores.
 
 options:
-  --backend NAME          sqlite (default), postgres or redis (when built with libpq / hiredis;
-                          on Redis a read is a GET, a write a Lua script moving the amount)
+  --backend NAME          sqlite (default), postgres, redis or mysql (when built with libpq /
+                          hiredis / libmariadb; on Redis a read is a GET, a write a Lua script
+                          moving the amount)
   --conninfo STR          sqlite: the database file (default OUT/lab.db; its tables
                           respool_lab_accounts and respool_lab_transfers are recreated);
                           postgres: a libpq connection string (default: libpq's defaults and
                           PG* environment; the same two tables are recreated); redis: HOST[:PORT]
-                          or redis://HOST[:PORT][/DB] (default 127.0.0.1:6379)
+                          or redis://HOST[:PORT][/DB] (default 127.0.0.1:6379); mysql: "host=H
+                          port=P user=U password=S database=D" (the same two tables are
+                          recreated; default: the lab starts a MariaDB server of its own in a
+                          temporary directory, which needs mariadbd: Debian's mariadb-server)
   --sizes LIST            comma-separated pool sizes (default 1,2,4,8,16,32,64,128 plus the
                           recommended size)
   --duration SEC          measured seconds per pool size (default 8)
@@ -186,8 +190,10 @@ inline auto parse(int argc, char** argv) -> options {
       o.version = true;
     } else if (flag == "--backend") {
       o.backend = std::string(next());
-      if (o.backend != "sqlite" && o.backend != "postgres" && o.backend != "redis") {
-        throw usage_error("unknown backend '" + o.backend + "' (expected sqlite, postgres or redis)");
+      if (o.backend != "sqlite" && o.backend != "postgres" && o.backend != "redis" &&
+          o.backend != "mysql") {
+        throw usage_error("unknown backend '" + o.backend +
+                          "' (expected sqlite, postgres, redis or mysql)");
       }
     } else if (flag == "--conninfo") {
       o.conninfo = std::string(next());

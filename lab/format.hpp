@@ -40,6 +40,28 @@ inline auto milliseconds(double ms) -> std::string {
   return grouped(ms) + " ms";
 }
 
+/// A "key=value ..." connection string (libpq's, or the MySQL adapter's) or a URL without its
+/// password, for messages and the chart.
+inline auto masked_conninfo(const std::string& conninfo) -> std::string {
+  std::string out = conninfo;
+  for (const char* key : {"password=", "password ="}) {
+    for (auto at = out.find(key); at != std::string::npos; at = out.find(key, at + 1)) {
+      const auto start = at + std::char_traits<char>::length(key);
+      auto end = out.find(' ', start);
+      if (end == std::string::npos) end = out.size();
+      out.replace(start, end - start, "***");
+    }
+  }
+  if (const auto scheme = out.find("://"); scheme != std::string::npos) {
+    const auto at = out.find('@', scheme);
+    const auto colon = out.find(':', scheme + 3);
+    if (at != std::string::npos && colon != std::string::npos && colon < at) {
+      out.replace(colon + 1, at - colon - 1, "***");
+    }
+  }
+  return out;
+}
+
 /// "41k", "1.5k", "900" for axis labels.
 inline auto short_count(double value) -> std::string {
   if (value >= 1e6) return fixed(value / 1e6, value >= 1e7 ? 0 : 1) + "M";

@@ -29,6 +29,9 @@
 #if RESPOOL_LAB_WITH_REDIS
 #include "workload_redis.hpp"
 #endif
+#if RESPOOL_LAB_WITH_MYSQL
+#include "workload_mysql.hpp"
+#endif
 
 namespace lab {
 namespace {
@@ -210,6 +213,15 @@ auto run(const options& o) -> int {
     throw usage_error(
         "this respool-lab was built without Redis support (hiredis was not found when it was "
         "configured: apt-get install libhiredis-dev, then reconfigure)");
+#endif
+  }
+  if (o.backend == "mysql") {
+#if RESPOOL_LAB_WITH_MYSQL
+    return run_lab(o, mysql_workload(o));
+#else
+    throw usage_error(
+        "this respool-lab was built without MySQL support (libmariadb was not found when it was "
+        "configured: apt-get install libmariadb-dev, then reconfigure)");
 #endif
   }
   throw usage_error("unknown backend '" + o.backend + "'");

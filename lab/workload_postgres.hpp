@@ -7,6 +7,7 @@
 
 #include "backends/postgres.hpp"
 #include "cli.hpp"
+#include "format.hpp"
 
 namespace lab {
 
@@ -27,7 +28,7 @@ class postgres_workload {
   [[nodiscard]] auto describe() const -> std::string {
     std::string d = "PostgreSQL";
     if (!server_version_.empty()) d += " " + server_version_;
-    d += conninfo_.empty() ? " (libpq's defaults)" : " (" + masked(conninfo_) + ")";
+    d += conninfo_.empty() ? " (libpq's defaults)" : " (" + masked_conninfo(conninfo_) + ")";
     return d + ", resetter: rollback only";
   }
   [[nodiscard]] auto make_factory() const -> factory_type { return factory_type{conninfo_}; }
@@ -89,27 +90,6 @@ class postgres_workload {
   }
 
  private:
-  // The connection string without its password, for messages and the chart.
-  static auto masked(const std::string& conninfo) -> std::string {
-    std::string out = conninfo;
-    for (const char* key : {"password=", "password ="}) {
-      for (auto at = out.find(key); at != std::string::npos; at = out.find(key, at + 1)) {
-        const auto start = at + std::char_traits<char>::length(key);
-        auto end = out.find(' ', start);
-        if (end == std::string::npos) end = out.size();
-        out.replace(start, end - start, "***");
-      }
-    }
-    if (const auto scheme = out.find("://"); scheme != std::string::npos) {
-      const auto at = out.find('@', scheme);
-      const auto colon = out.find(':', scheme + 3);
-      if (at != std::string::npos && colon != std::string::npos && colon < at) {
-        out.replace(colon + 1, at - colon - 1, "***");
-      }
-    }
-    return out;
-  }
-
   std::string conninfo_;
   std::int64_t accounts_;
   std::string server_version_;

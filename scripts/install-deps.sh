@@ -2,8 +2,8 @@
 # Installs, with apt-get, the Debian 12 packages a job needs and the machine lacks.
 #   scripts/install-deps.sh test   compilers, Catch2, Meson, the libraries the benchmarks compare
 #                                  against, and the servers and clients of the integration tests
-#   scripts/install-deps.sh lab    what the lab needs (compiler, SQLite; libpq and hiredis are
-#                                  used when present)
+#   scripts/install-deps.sh lab    what the lab needs (compiler, SQLite; libpq, hiredis and
+#                                  libmariadb are used when present)
 set -euo pipefail
 
 job=${1:-test}
@@ -16,7 +16,12 @@ case "$job" in
     # The integration tests' servers and client libraries (tests/integration, docs/backends.md):
     # the tests start their own servers on random ports and never use the system services these
     # packages may start. pgbench ships in postgresql-15, redis-benchmark in redis-tools.
-    packages+=(postgresql redis-server redis-tools nginx libpq-dev libhiredis-dev)
+    # prometheus brings the server the metrics integration test scrapes with, and promtool, which
+    # the unit tests run on respool::metrics' output (`promtool check metrics`).
+    # mariadb-server, libmariadb-dev (the MySQL C API; it also speaks to MySQL servers) and
+    # sysbench, the MySQL benchmark's reference client.
+    packages+=(postgresql redis-server redis-tools nginx libpq-dev libhiredis-dev prometheus
+               mariadb-server libmariadb-dev sysbench)
     ;;
   lab) packages=(g++ cmake ninja-build pkg-config libsqlite3-dev) ;;
   *) echo "install-deps.sh: unknown job '$job' (expected: test or lab)" >&2; exit 2 ;;

@@ -7,6 +7,7 @@
 #   bash scripts/lab.sh                                     the default sweep
 #   bash scripts/lab.sh --sizes 2,4,8 --duration 5          any respool-lab options
 #   bash scripts/lab.sh --backend postgres --conninfo "host=127.0.0.1 dbname=app"
+#   bash scripts/lab.sh --backend mysql                     on a MariaDB server it starts itself
 #   bash scripts/lab.sh --help                              what it measures, every option
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -1,6 +1,7 @@
 # Runs respool-lab and checks what it did:
 #   cmake -DLAB=<exe> -DARGS=<arguments separated by |> -DCODE=<exit code> -DEXPECT=<regex on stdout+stderr>
-#         [-DOUT=<dir>: the run must have written the CSV and the SVG there] -P check_run.cmake
+#         [-DOUT=<dir>: the run must have written the CSV and the SVG there]
+#         [-DBACKEND=<name>: whose CSV and SVG (default sqlite)] -P check_run.cmake
 if(DEFINED OUT AND NOT OUT STREQUAL "")
   file(REMOVE_RECURSE "${OUT}")
 endif()
@@ -19,8 +20,11 @@ if(NOT CODE STREQUAL "0" AND err STREQUAL "")
   message(FATAL_ERROR "a failure must say why on stderr")
 endif()
 if(DEFINED OUT AND NOT OUT STREQUAL "")
-  set(csv "${OUT}/pool-lab-sqlite.csv")
-  set(svg "${OUT}/pool-lab-sqlite.svg")
+  if(NOT DEFINED BACKEND OR BACKEND STREQUAL "")
+    set(BACKEND sqlite)
+  endif()
+  set(csv "${OUT}/pool-lab-${BACKEND}.csv")
+  set(svg "${OUT}/pool-lab-${BACKEND}.svg")
   foreach(f "${csv}" "${svg}")
     if(NOT EXISTS "${f}")
       message(FATAL_ERROR "${f} was not written")

@@ -10,6 +10,7 @@
 
 #include "backends/http.hpp"
 #include "load.hpp"
+#include "pool_checks.hpp"
 #include "error_text.hpp"
 #include "pool_test_support.hpp"
 #include "respool_catch.hpp"
@@ -137,28 +138,9 @@ TEST_CASE("server restarted under load: no hang, errors in time, full service wi
   http::pool_type pool{http::factory{{.host = "127.0.0.1", .port = port_of(server)}},
                        {.max_size = 4, .acquire_timeout = acquire_timeout,
                         .validate_after_idle = 0ms, .name = "http-restart"}};
-  respool_it::recorded_load<http::pool_type> load(
-      pool, 16, [](http::connection& c) { return c.request("GET", "/").status == 200; },
-      acquire_timeout);
-  std::this_thread::sleep_for(1s);
-  const auto fault = steady::now();
-  server.kill9();
-  std::this_thread::sleep_for(500ms);
-  server.start();
-  const auto back = steady::now();
-  std::this_thread::sleep_for(3500ms);
-  load.stop();
-  const auto rep = respool_it::analyse_restart(load.records(), fault, back, 2s);
-  INFO(rep.summary());
-  INFO("first failure after settling: " << rep.first_settled_failure);
-  WARN("nginx restart: " << rep.summary());
-  CHECK(rep.before_failed == 0);
-  CHECK(rep.longest_acquire <= acquire_timeout + 1s);
-  CHECK(rep.settled_failed == 0);
-  CHECK(rep.dead_handed_out == 0);
-  CHECK(rep.settled_ok > 100);
-  CHECK(rep.resumed_after <= 2s);
-  const auto s = pool.stats();
-  CHECK(s.total == s.idle);
-  CHECK(s.created - s.destroyed() == s.total);
+  respool_it::check_restart_under_load(
+      pool, {.what = "nginx restart", .acquire_timeout = acquire_timeout, .fault_must_show = false},
+      [](http::connection& c) { return c.request("GET", "/").status == 200; },
+      respool_it::kill_and_restart(server));
+  respool_it::check_books_balance(pool, 4);
 }

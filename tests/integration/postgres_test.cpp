@@ -11,6 +11,7 @@
 
 #include "backends/postgres.hpp"
 #include "load.hpp"
+#include "pool_checks.hpp"
 #include "error_text.hpp"
 #include "pool_test_support.hpp"
 #include "respool_catch.hpp"
@@ -44,36 +45,13 @@ TEST_CASE("64 threads through a pool of 4 run every query - the server never see
   pg_pool db{pg::factory{server.conninfo("application_name=" + app)},
              {.max_size = 4, .acquire_timeout = 60s, .name = "pg-load"}};
   auto a = admin(server);
-  respool_it::max_sampler on_server([&] { return server_count(a, app); }, 2ms);
-  respool_it::max_sampler in_pool([&] { return static_cast<long>(db.stats().total); }, 1ms);
-
-  constexpr int threads = 64;
-  constexpr int per_thread = 40;
-  const auto [ok, failed, first_failure] = respool_it::run_workers(
-      threads, per_thread, 120s, "postgres load", [&](int t, int i) -> bool {
-        auto c = db.acquire();
-        const auto v = std::to_string(t * 1000 + i);
-        auto r = c->exec_params("SELECT $1::int * 2", {v.c_str()});
-        return std::stoi(PQgetvalue(r.get(), 0, 0)) == (t * 1000 + i) * 2;
-      });
-  INFO("first failure: " << first_failure);
-  on_server.stop();
-  in_pool.stop();
-
-  CHECK(failed == 0);
-  CHECK(threads * per_thread - ok - failed == 0);  // no query returned a wrong answer
-  CHECK(ok == threads * per_thread);
-  INFO("server samples " << on_server.samples() << ", errors " << on_server.errors() << " "
-                         << on_server.last_error());
-  CHECK(on_server.samples() > 2);
-  CHECK(on_server.max() >= 1);
-  CHECK(on_server.max() <= 4);
-  CHECK(in_pool.max() <= 4);
-  const auto s = db.stats();
-  CHECK(s.acquired >= static_cast<std::uint64_t>(threads * per_thread));
-  CHECK(s.created <= 4);
-  CHECK(s.destroyed() == 0);
-  CHECK(s.total == s.idle);
+  respool_it::check_load(db, 4, "postgres load", 40, [&] { return server_count(a, app); },
+                         [&](int t, int i) -> bool {
+                           auto c = db.acquire();
+                           const auto v = std::to_string(t * 1000 + i);
+                           auto r = c->exec_params("SELECT $1::int * 2", {v.c_str()});
+                           return std::stoi(PQgetvalue(r.get(), 0, 0)) == (t * 1000 + i) * 2;
+                         });
 }
 
 namespace {
@@ -153,47 +131,16 @@ TEST_CASE("restart under load (pg_ctl restart -m immediate): no hang, errors in 
   pg_pool db{pg::factory{server.conninfo("application_name=" + app + " connect_timeout=2")},
              {.max_size = 4, .acquire_timeout = acquire_timeout, .validate_after_idle = 0ms,
               .name = "pg-restart"}};
-  {
-    respool_it::recorded_load<pg_pool> load(
-        db, 16,
-        [](pg::connection& c) {
-          auto r = c.exec("SELECT 1");
-          return PQntuples(r.get()) == 1;
-        },
-        acquire_timeout);
-    std::this_thread::sleep_for(1s);
-    const auto fault = steady::now();
-    server.restart_immediate();
-    const auto back = steady::now();
-    std::this_thread::sleep_for(3500ms);
-    load.stop();
-
-    const auto rep = respool_it::analyse_restart(load.records(), fault, back, 2s);
-    INFO(rep.summary());
-    INFO("restart took " << std::chrono::duration_cast<std::chrono::milliseconds>(back - fault).count()
-                         << " ms; first failure after settling: " << rep.first_settled_failure);
-    WARN("postgres restart: " << rep.summary());
-    CHECK(rep.before_failed == 0);
-    CHECK(rep.before_ok > 100);
-    CHECK(rep.longest_acquire <= acquire_timeout + 1s);
-    CHECK(rep.settled_failed == 0);
-    CHECK(rep.dead_handed_out == 0);
-    CHECK(rep.settled_ok > 100);
-    CHECK(rep.resumed_after <= 2s);
-  }
-  // The books balance and nothing leaked: every connection is back, and the server sees exactly
-  // the pool's connections.
-  const auto s = db.stats();
-  CHECK(s.in_use == 0);
-  CHECK(s.waiters == 0);
-  CHECK(s.creating == 0);
-  CHECK(s.total == s.idle);
-  CHECK(s.total <= 4);
-  CHECK(s.created - s.destroyed() == s.total);
+  respool_it::check_restart_under_load(
+      db, {.what = "postgres restart", .acquire_timeout = acquire_timeout, .fault_must_show = false},
+      [](pg::connection& c) {
+        auto r = c.exec("SELECT 1");
+        return PQntuples(r.get()) == 1;
+      },
+      [&] { server.restart_immediate(); });
+  respool_it::check_books_balance(db, 4);
   auto a = admin(server);
-  CHECK(respool_it::wait_until([&] { return server_count(a, app) == static_cast<long>(db.stats().total); }, 5s));
-  db.close();
-  CHECK(respool_it::wait_until([&] { return server_count(a, app) == 0; }, 5s));
+  respool_it::check_server_sees_the_pool(db, [&] { return server_count(a, app); });
 }
 
 TEST_CASE("server down when the pool starts: a fast error with libpq's own message") {

@@ -12,6 +12,7 @@
 
 #include "backends/redis.hpp"
 #include "load.hpp"
+#include "pool_checks.hpp"
 #include "error_text.hpp"
 #include "pool_test_support.hpp"
 #include "respool_catch.hpp"
@@ -69,37 +70,18 @@ TEST_CASE("64 threads through a pool of 4 run every command - the server never s
   redis_pool cache{rd::factory{options_for(server, name)},
                    {.max_size = 4, .acquire_timeout = 60s, .name = "redis-load"}};
   auto a = admin(server);
-  respool_it::max_sampler on_server([&] { return server_count(a, name); }, 2ms);
-  respool_it::max_sampler in_pool([&] { return static_cast<long>(cache.stats().total); }, 1ms);
-
-  constexpr int threads = 64;
   constexpr int per_thread = 100;
-  const auto [ok, failed, first_failure] = respool_it::run_workers(
-      threads, per_thread, 120s, "redis load", [&](int t, int i) -> bool {
-        const auto key = "respool:it:" + std::to_string(t);
-        auto c = cache.acquire();
-        c->command_ok({"INCR", "respool:it:total"});
-        c->command_ok({"SET", key, std::to_string(i)});
-        auto r = c->command_ok({"GET", key});
-        return rd::text_of(r.get()) == std::to_string(i);
-      });
-  INFO("first failure: " << first_failure);
-  on_server.stop();
-  in_pool.stop();
-
-  CHECK(failed == 0);
-  CHECK(ok == threads * per_thread);
+  respool_it::check_load(cache, 4, "redis load", per_thread, [&] { return server_count(a, name); },
+                         [&](int t, int i) -> bool {
+                           const auto key = "respool:it:" + std::to_string(t);
+                           auto c = cache.acquire();
+                           c->command_ok({"INCR", "respool:it:total"});
+                           c->command_ok({"SET", key, std::to_string(i)});
+                           auto r = c->command_ok({"GET", key});
+                           return rd::text_of(r.get()) == std::to_string(i);
+                         });
   auto total = a.command_ok({"GET", "respool:it:total"});
-  CHECK(rd::text_of(total.get()) == std::to_string(threads * per_thread));
-  INFO("server samples " << on_server.samples() << ", errors " << on_server.errors() << " "
-                         << on_server.last_error());
-  CHECK(on_server.samples() > 2);
-  CHECK(on_server.max() >= 1);
-  CHECK(on_server.max() <= 4);
-  CHECK(in_pool.max() <= 4);
-  const auto s = cache.stats();
-  CHECK(s.created <= 4);
-  CHECK(s.destroyed() == 0);
+  CHECK(rd::text_of(total.get()) == std::to_string(64 * per_thread));
 }
 
 namespace {
@@ -169,48 +151,16 @@ TEST_CASE("server killed (SIGKILL) and restarted on the same port under load: no
   redis_pool cache{rd::factory{options_for(server, name)},
                    {.max_size = 4, .acquire_timeout = acquire_timeout, .validate_after_idle = 0ms,
                     .name = "redis-restart"}};
-  {
-    respool_it::recorded_load<redis_pool> load(
-        cache, 16,
-        [](rd::connection& c) {
-          auto r = c.command({"INCR", "respool:it:n"});
-          return r->type == REDIS_REPLY_INTEGER;
-        },
-        acquire_timeout);
-    std::this_thread::sleep_for(1s);
-    const auto fault = steady::now();
-    server.kill9();
-    std::this_thread::sleep_for(500ms);  // down for a while: callers meet a refusing port
-    server.start();
-    const auto back = steady::now();
-    std::this_thread::sleep_for(3500ms);
-    load.stop();
-
-    const auto rep = respool_it::analyse_restart(load.records(), fault, back, 2s);
-    INFO(rep.summary());
-    INFO("first failure after settling: " << rep.first_settled_failure);
-    WARN("redis restart: " << rep.summary());
-    CHECK(rep.before_failed == 0);
-    CHECK(rep.before_ok > 100);
-    CHECK(rep.acquire_failed + rep.op_failed > 0);  // the fault was seen
-    CHECK(rep.longest_acquire <= acquire_timeout + 1s);
-    CHECK(rep.settled_failed == 0);
-    CHECK(rep.dead_handed_out == 0);
-    CHECK(rep.settled_ok > 100);
-    CHECK(rep.resumed_after <= 2s);
-  }
-  const auto s = cache.stats();
-  CHECK(s.in_use == 0);
-  CHECK(s.waiters == 0);
-  CHECK(s.creating == 0);
-  CHECK(s.total == s.idle);
-  CHECK(s.total <= 4);
-  CHECK(s.created - s.destroyed() == s.total);
+  respool_it::check_restart_under_load(
+      cache, {.what = "redis restart", .acquire_timeout = acquire_timeout},
+      [](rd::connection& c) {
+        auto r = c.command({"INCR", "respool:it:n"});
+        return r->type == REDIS_REPLY_INTEGER;
+      },
+      respool_it::kill_and_restart(server));
+  respool_it::check_books_balance(cache, 4);
   auto a = admin(server);
-  CHECK(respool_it::wait_until(
-      [&] { return server_count(a, name) == static_cast<long>(cache.stats().total); }, 5s));
-  cache.close();
-  CHECK(respool_it::wait_until([&] { return server_count(a, name) == 0; }, 5s));
+  respool_it::check_server_sees_the_pool(cache, [&] { return server_count(a, name); });
 }
 
 TEST_CASE("server down when the pool starts: a fast error with hiredis's message") {

@@ -1,17 +1,19 @@
 #pragma once
 // Real servers for the integration tests and the backend benchmarks: each starts its own
-// PostgreSQL, Redis or nginx on 127.0.0.1, on a free port, in a fresh temporary directory, and
-// stops it in its destructor. Every wait has a deadline; nothing here loops forever.
+// PostgreSQL, Redis, nginx, MariaDB or Prometheus on 127.0.0.1, on a free port, in a fresh
+// temporary directory, and stops it in its destructor. Every wait has a deadline; nothing here loops
+// forever.
 //
 // The building blocks (run a command, spawn a server in its own process group, find a free port,
-// wait for readiness, kill the group) are shared by the three servers. A server left behind by a
+// wait for readiness, kill the group) are shared by the servers. A server left behind by a
 // crash would outlive the test and hold the machine's ports and ctest's pipes, so each server
 // also has a `reaper`: a tiny shell that waits for this process to go away by any route (even
 // SIGKILL) and then stops the server and removes its directory. The normal path stops the server
 // itself and dismisses the reaper first.
 //
-// PostgreSQL refuses to run as root: when we are root, its commands run through
-// `runuser -u postgres --` and its directory belongs to postgres.
+// PostgreSQL and MariaDB refuse to run as root: when we are root, PostgreSQL's commands run
+// through `runuser -u postgres --`, MariaDB's with `--user=mysql` (they drop to that account
+// at once), and their directories belong to those accounts.
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <poll.h>
@@ -337,21 +339,27 @@ inline auto tcp_exchange(int port, std::string_view request, std::size_t limit =
 
 // ------------------------------------------------------------------ directories and users
 
-/// The account PostgreSQL runs as when we are root; nullopt when we are not root.
+/// The account a server runs as when we are root; nullopt when we are not root.
 struct run_as_user {
   std::string name;
   uid_t uid = 0;
   gid_t gid = 0;
 };
 
-inline auto postgres_account() -> std::optional<run_as_user> {
+/// `user` (which the Debian package `package` creates) when we are root, else nullopt.
+inline auto service_account(const std::string& user, const std::string& server,
+                            const std::string& package) -> std::optional<run_as_user> {
   if (::geteuid() != 0) return std::nullopt;
-  const passwd* pw = ::getpwnam("postgres");
+  const passwd* pw = ::getpwnam(user.c_str());
   if (pw == nullptr)
-    throw std::runtime_error(
-        "running as root and there is no 'postgres' user to run PostgreSQL as: install the "
-        "postgresql package (bash scripts/install-deps.sh test)");
-  return run_as_user{"postgres", pw->pw_uid, pw->pw_gid};
+    throw std::runtime_error("running as root and there is no '" + user + "' user to run " +
+                             server + " as: install the " + package +
+                             " package (bash scripts/install-deps.sh test)");
+  return run_as_user{user, pw->pw_uid, pw->pw_gid};
+}
+
+inline auto postgres_account() -> std::optional<run_as_user> {
+  return service_account("postgres", "PostgreSQL", "postgresql");
 }
 
 /// A fresh directory under /tmp, removed (with everything in it) on destruction.
@@ -409,6 +417,33 @@ class reaper {
   int write_end_ = -1;
   child shell_;
 };
+
+/// How `start_server` starts a server and tells that it is up.
+struct server_start {
+  std::vector<std::string> argv;
+  fs::path log;                             ///< the server's stdout and stderr
+  fs::path dir;                             ///< removed by the reaper
+  int port = 0;                             ///< for the error message
+  std::chrono::milliseconds limit = 20s;    ///< for `ready`
+  std::function<bool()> ready;
+  std::function<std::string()> diagnostics;  ///< what the error shows (the log's tail)
+};
+
+/// Spawns `s.argv` as `proc` (in a process group of its own) with a reaper in `cleanup` that
+/// kills the group and removes `s.dir` should this process go first, and waits up to `s.limit`
+/// for `s.ready()`. Throws "<program> did not start on port <port>:" and `s.diagnostics()` if
+/// the server exits first or is not ready in time.
+inline void start_server(child& proc, std::optional<reaper>& cleanup, const server_start& s) {
+  proc = child(s.argv, s.log);
+  cleanup.reset();
+  cleanup.emplace("kill -KILL -" + std::to_string(proc.pid()) + " 2>/dev/null; rm -rf " +
+                  sh_quote(s.dir.string()));
+  const bool up = wait_until([&] { return s.ready() || !proc.running(); }, s.limit);
+  if (!up || !proc.running())
+    throw std::runtime_error(fs::path(s.argv.front()).filename().string() +
+                             " did not start on port " + std::to_string(s.port) + ":\n" +
+                             s.diagnostics());
+}
 
 // ------------------------------------------------------------------ PostgreSQL
 
@@ -602,14 +637,10 @@ class redis_server {
                                   "--daemonize", "no", "--dir", dir_.path().string(),
                                   "--protected-mode", "no"};
     argv.insert(argv.end(), extra_.begin(), extra_.end());
-    proc_ = child(argv, log());
-    reaper_.reset();
-    reaper_.emplace("kill -KILL -" + std::to_string(proc_.pid()) + " 2>/dev/null; rm -rf " +
-                    sh_quote(dir_.path().string()));
-    const bool up = wait_until([&] { return redis_ping(port_) || !proc_.running(); }, 20s);
-    if (!up || !proc_.running())
-      throw std::runtime_error("redis-server did not start on port " + std::to_string(port_) +
-                               ":\n" + file_tail(log()));
+    start_server(proc_, reaper_,
+                 {.argv = argv, .log = log(), .dir = dir_.path(), .port = port_,
+                  .ready = [this] { return redis_ping(port_); },
+                  .diagnostics = [this] { return log_tail(); }});
   }
 
   /// SIGKILL, as a crash: no goodbye to the clients.
@@ -678,15 +709,12 @@ class nginx_server {
 
   void start() {
     const auto d = dir_.path().string();
-    proc_ = child({binary_.string(), "-p", d, "-e", d + "/error.log", "-c", d + "/nginx.conf"},
-                  dir_.path() / "stdout.log");
-    reaper_.reset();
-    reaper_.emplace("kill -KILL -" + std::to_string(proc_.pid()) + " 2>/dev/null; rm -rf " +
-                    sh_quote(d));
-    const bool up = wait_until([&] { return port_accepts(port_) || !proc_.running(); }, 20s);
-    if (!up || !proc_.running())
-      throw std::runtime_error("nginx did not start on port " + std::to_string(port_) + ":\n" +
-                               file_tail(dir_.path() / "error.log"));
+    start_server(proc_, reaper_,
+                 {.argv = {binary_.string(), "-p", d, "-e", d + "/error.log", "-c",
+                           d + "/nginx.conf"},
+                  .log = dir_.path() / "stdout.log", .dir = dir_.path(), .port = port_,
+                  .ready = [this] { return port_accepts(port_); },
+                  .diagnostics = [this] { return log_tail(); }});
   }
 
   /// SIGKILL to the master and its workers, as a crash.
@@ -705,6 +733,205 @@ class nginx_server {
   [[nodiscard]] auto log_tail() const -> std::string { return file_tail(dir_.path() / "error.log"); }
 
  private:
+  temp_dir dir_;
+  fs::path binary_;
+  int port_ = 0;
+  child proc_;
+  std::optional<reaper> reaper_;
+};
+
+// ------------------------------------------------------------------ MariaDB
+
+/// True if something on 127.0.0.1:port speaks the MySQL protocol: a server sends its handshake
+/// (protocol version 10) as soon as it accepts, or an error packet (too many connections, a
+/// blocked host) when it will not serve us; either way it is up.
+inline auto mysql_greets(int port) -> bool {
+  const int fd = connect_local(port, 500ms);
+  if (fd < 0) return false;
+  unsigned char buf[64];
+  const auto n = ::recv(fd, buf, sizeof buf, 0);
+  ::close(fd);
+  return n >= 5 && (buf[4] == 0x0a || buf[4] == 0xff);
+}
+
+/// A MariaDB server of its own: a data directory from `mariadb-install-db` (run once per process,
+/// copied for each server) in a temp dir, then `mariadbd` as our child
+/// (in its own process group) on 127.0.0.1:port, with a user `respool` (password `respool`,
+/// every privilege) that reaches it over TCP and a database `respool`. Killed with SIGKILL (as a
+/// crash) and restarted on the same port and data by `kill9()` and `start()`.
+class mariadb_server {
+ public:
+  struct options {
+    int max_connections = 200;
+    /// innodb_flush_log_at_trx_commit = 1 (a commit waits for the disk, the server's default);
+    /// off by default: tests and select-only benchmarks need no durability.
+    bool durable = false;
+    int buffer_pool_mb = 32;
+    /// More mariadbd options, e.g. "--wait-timeout=1".
+    std::vector<std::string> extra_args = {};
+  };
+  static constexpr const char* user = "respool";
+  static constexpr const char* password = "respool";
+  static constexpr const char* database = "respool";
+
+  explicit mariadb_server(options o)
+      : opts_(std::move(o)), dir_("mariadb"), account_(service_account("mysql", "MariaDB", "mariadb-server")) {
+    server_ = need_program("mariadbd", "mariadb-server");
+    if (account_) dir_.give_to(*account_);
+    port_ = free_port();
+    reaper_.emplace("rm -rf " + sh_quote(dir_.path().string()));
+    {
+      std::ofstream init(dir_.path() / "init.sql");
+      init << "CREATE USER IF NOT EXISTS '" << user << "'@'127.0.0.1' IDENTIFIED BY '" << password
+           << "';\nGRANT ALL PRIVILEGES ON *.* TO '" << user << "'@'127.0.0.1' WITH GRANT OPTION;\n"
+           << "CREATE DATABASE IF NOT EXISTS " << database << ";\n";
+    }
+    run_checked({"cp", "-a", installed(account_).data().string(), data().string()}, 120s);
+    start();
+  }
+  mariadb_server() : mariadb_server(options{}) {}
+  mariadb_server(const mariadb_server&) = delete;
+  auto operator=(const mariadb_server&) -> mariadb_server& = delete;
+  ~mariadb_server() {
+    proc_.kill_and_wait();
+    reaper_.reset();
+  }
+
+  [[nodiscard]] auto port() const noexcept -> int { return port_; }
+  [[nodiscard]] auto dir() const -> const fs::path& { return dir_.path(); }
+
+  /// A key=value connection string for examples/backends/mysql.hpp; `extra` is appended
+  /// ("read_timeout=2").
+  [[nodiscard]] auto conninfo(const std::string& extra = {}) const -> std::string {
+    std::string s = "host=127.0.0.1 port=" + std::to_string(port_) + " user=" + user +
+                    " password=" + password + " database=" + database + " connect_timeout=5";
+    if (!extra.empty()) s += " " + extra;
+    return s;
+  }
+
+  /// Starts mariadbd (again, after `kill9`: InnoDB recovers) and waits until it greets clients.
+  void start() {
+    const auto d = dir_.path();
+    std::vector<std::string> argv{server_.string(), "--no-defaults", "--datadir=" + data().string(),
+                                  "--port=" + std::to_string(port_), "--bind-address=127.0.0.1",
+                                  "--socket=" + (d / "mysqld.sock").string(),
+                                  "--pid-file=" + (d / "mariadbd.pid").string(),
+                                  "--log-error=" + log().string(),
+                                  "--init-file=" + (d / "init.sql").string(), "--skip-log-bin",
+                                  "--skip-name-resolve", "--performance-schema=OFF",
+                                  "--max-connections=" + std::to_string(opts_.max_connections)};
+    if (account_) argv.push_back("--user=" + account_->name);
+    const auto engine = engine_options();
+    argv.insert(argv.end(), engine.begin(), engine.end());
+    argv.insert(argv.end(), opts_.extra_args.begin(), opts_.extra_args.end());
+    proc_ = child(argv, d / "stdout.log");
+    reaper_.reset();
+    reaper_.emplace("kill -KILL -" + std::to_string(proc_.pid()) + " 2>/dev/null; rm -rf " +
+                    sh_quote(d.string()));
+    const bool up = wait_until([&] { return mysql_greets(port_) || !proc_.running(); }, 60s);
+    if (!up || !proc_.running())
+      throw std::runtime_error("mariadbd did not start on port " + std::to_string(port_) + ":\n" +
+                               log_tail() + file_tail(d / "stdout.log"));
+  }
+
+  /// SIGKILL, as a crash: every connection drops at once, with no goodbye.
+  void kill9() { proc_.kill_and_wait(); }
+
+  [[nodiscard]] auto log_tail() const -> std::string { return file_tail(log()); }
+
+ private:
+  [[nodiscard]] auto data() const -> fs::path { return dir_.path() / "data"; }
+  [[nodiscard]] auto log() const -> fs::path { return dir_.path() / "server.log"; }
+  // Small, and quick to recover after a SIGKILL.
+  [[nodiscard]] auto engine_options() const -> std::vector<std::string> {
+    return {"--innodb-buffer-pool-size=" + std::to_string(opts_.buffer_pool_mb) + "M",
+            log_file_size,
+            std::string("--innodb-flush-log-at-trx-commit=") + (opts_.durable ? "1" : "0")};
+  }
+
+  // mariadb-install-db takes from half a second to several on a busy disk: it runs once per
+  // process, and each server starts from a copy of what it made (`cp -a` keeps the owner). The
+  // copy is removed at exit, or by its reaper if the process dies first.
+  struct installed_data {
+    explicit installed_data(const std::optional<run_as_user>& account) : dir("mariadb-installed") {
+      if (account) dir.give_to(*account);
+      cleanup.emplace("rm -rf " + sh_quote(dir.path().string()));
+      std::vector<std::string> argv{need_program("mariadb-install-db", "mariadb-server").string(),
+                                    "--no-defaults", "--datadir=" + data().string(),
+                                    "--auth-root-authentication-method=normal", "--skip-test-db",
+                                    "--skip-name-resolve", log_file_size};
+      if (account) argv.push_back("--user=" + account->name);
+      run_checked(argv, 120s);
+    }
+    [[nodiscard]] auto data() const -> fs::path { return dir.path() / "data"; }
+    temp_dir dir;
+    std::optional<reaper> cleanup;
+  };
+  static auto installed(const std::optional<run_as_user>& account) -> const installed_data& {
+    static const installed_data once(account);  // a failure is retried by the next server
+    return once;
+  }
+  static constexpr const char* log_file_size = "--innodb-log-file-size=16M";
+
+  options opts_;
+  temp_dir dir_;
+  std::optional<run_as_user> account_;
+  fs::path server_;
+  int port_ = 0;
+  child proc_;
+  std::optional<reaper> reaper_;
+};
+
+// ------------------------------------------------------------------ Prometheus
+
+/// `prometheus` (the server) as our child, on 127.0.0.1:port, with a config of its own and its
+/// database in a temp dir, scraping `targets` ("127.0.0.1:8080") as job "respool" every
+/// `scrape_interval`. Ready once `/-/ready` answers 200.
+class prometheus_server {
+ public:
+  explicit prometheus_server(const std::vector<std::string>& targets,
+                             std::chrono::milliseconds scrape_interval = 200ms)
+      : dir_("prometheus") {
+    binary_ = need_program("prometheus", "prometheus");
+    port_ = free_port();
+    std::ofstream conf(dir_.path() / "prometheus.yml");
+    conf << "global:\n"
+         << "  scrape_interval: " << scrape_interval.count() << "ms\n"
+         << "  scrape_timeout: " << scrape_interval.count() << "ms\n"
+         << "scrape_configs:\n"
+         << "  - job_name: respool\n"
+         << "    static_configs:\n"
+         << "      - targets: [";
+    for (std::size_t i = 0; i < targets.size(); ++i) conf << (i ? ", '" : "'") << targets[i] << "'";
+    conf << "]\n";
+    conf.close();
+    const auto d = dir_.path().string();
+    start_server(proc_, reaper_,
+                 {.argv = {binary_.string(), "--config.file=" + d + "/prometheus.yml",
+                           "--storage.tsdb.path=" + d + "/data",
+                           "--web.listen-address=127.0.0.1:" + std::to_string(port_)},
+                  .log = log(), .dir = dir_.path(), .port = port_, .limit = 30s,
+                  .ready =
+                      [this] {
+                        auto r = tcp_exchange(port_, "GET /-/ready HTTP/1.1\r\nHost: 127.0.0.1"
+                                                     "\r\nConnection: close\r\n\r\n");
+                        return r && r->rfind("HTTP/1.1 200", 0) == 0;
+                      },
+                  .diagnostics = [this] { return log_tail(); }});
+  }
+  prometheus_server(const prometheus_server&) = delete;
+  auto operator=(const prometheus_server&) -> prometheus_server& = delete;
+  ~prometheus_server() {
+    proc_.kill_and_wait(5s);
+    reaper_.reset();
+  }
+
+  [[nodiscard]] auto port() const noexcept -> int { return port_; }
+  [[nodiscard]] auto log_tail() const -> std::string { return file_tail(log()); }
+
+ private:
+  [[nodiscard]] auto log() const -> fs::path { return dir_.path() / "prometheus.log"; }
+
   temp_dir dir_;
   fs::path binary_;
   int port_ = 0;
