@@ -475,8 +475,6 @@ class pool_core final : public lease_home<resource_t<F>> {
     // seq_cst after the claiming CAS: either close() sees this slot leased, or we see it closed.
     const auto now = coarse_now_.load(std::memory_order_relaxed);
     if (auto why = stale_reason(s, table_.control().load(), now)) return failed(*why);
-    if (s.evict_check.load(std::memory_order_seq_cst) && matches_evict_check(s))
-      return failed(destroy_reason::evicted);
     if constexpr (!std::is_same_v<V, always_valid>) {
       const auto after = cfg_.validate_after_idle;
       // 0 validates every borrow, even one the coarse clock places "before" the last return.
@@ -577,7 +575,10 @@ class pool_core final : public lease_home<resource_t<F>> {
       c = table_.control().load();  // S4: after the mark
       // An eviction since the check in release(): its sweep may have passed this slot while
       // it was leased, so retire it here (under the lock, where the generation is settled).
-      if (!c.closed() && c.generation() == s.generation) {
+      // And an evict_if() since that check: its sweep may have passed this slot too (the
+      // flag is read after the mark, as the generation is).
+      if (!c.closed() && c.generation() == s.generation &&
+          !s.evict_check.load(std::memory_order_seq_cst)) {
         if (c.waiters() == 0) return slot_table<R>::finish_return(s);
         // P3 without the lock. A running waiter may be mid-scan: announce, so it looks again
         // before it parks (pairs with its decrement of the running count and its read of
@@ -598,6 +599,7 @@ class pool_core final : public lease_home<resource_t<F>> {
   // still ours (in use or returning).
   RESPOOL_DETAIL_COLD void return_slot_locked(slot_type& s) noexcept {
     std::unique_lock lk(mutex_);
+    if (apply_evict_checks_locked(s, lk)) return retire_locked(s, destroy_reason::evicted, lk);
     if ((s.state.load(std::memory_order_relaxed) & slot_state::orphaned) != 0) {
       lk.unlock();
       return drop_orphan(s);
@@ -712,6 +714,7 @@ class pool_core final : public lease_home<resource_t<F>> {
 
   // ---- eviction by predicate (defined in pool_housekeeping.hpp)
   RESPOOL_DETAIL_COLD auto matches_evict_check(slot_type& s) noexcept -> bool;
+  auto apply_evict_checks_locked(slot_type& s, std::unique_lock<std::mutex>& lk) noexcept -> bool;
   auto any_matches(const std::vector<evict_predicate>& preds, const R& r) noexcept -> bool;
 
   // ---- waiting (defined in pool_waiting.hpp)
@@ -818,7 +821,7 @@ class pool_core final : public lease_home<resource_t<F>> {
   auto create_one_locked(std::unique_lock<std::mutex>& lk) -> bool;
   template <class Fn>
   void emit_unlocked(std::unique_lock<std::mutex>& lk, Fn&& f);
-  auto make_available_locked(slot_type& s, bool fresh) noexcept -> std::optional<destroy_reason>;
+  auto make_available_locked(slot_type& s, bool fresh, std::unique_lock<std::mutex>& lk) noexcept -> std::optional<destroy_reason>;
   auto lifetime_deadline(std::int64_t now) -> std::int64_t;
   void on_create_failed_locked(const std::exception_ptr& error, std::int64_t now, bool probe);
   void request_spare();

@@ -73,7 +73,7 @@ auto pool_core<F, V, S, Clock>::create_one_locked(std::unique_lock<std::mutex>& 
   s.last_used.store(now, std::memory_order_relaxed);
   s.expires_at.store(lifetime_deadline(now), std::memory_order_relaxed);
   const bool went_idle = queue_.empty();
-  const auto dropped = make_available_locked(s, true);
+  const auto dropped = make_available_locked(s, true, lk);
   if (!dropped && went_idle && extra_wanted_ > 0) --extra_wanted_;
   emit_unlocked(lk, [&] {
     pool_event e;
@@ -96,11 +96,17 @@ void pool_core<F, V, S, Clock>::emit_unlocked(std::unique_lock<std::mutex>& lk, 
 }
 
 // A new or checked resource (owned: creating or reserved) goes to the oldest waiter, or idle.
-// If it must be destroyed instead (stale_reason: the pool closed, an eviction, its lifetime),
-// returns why, with the slot reserved.
+// If it must be destroyed instead (an evict_if() predicate picks it, or stale_reason: the pool
+// closed, an eviction, its lifetime), returns why, with the slot reserved. May release the
+// lock to run evict_if() predicates.
 template <class F, class V, class S, class Clock>
-auto pool_core<F, V, S, Clock>::make_available_locked(slot_type& s, bool fresh) noexcept
+auto pool_core<F, V, S, Clock>::make_available_locked(slot_type& s, bool fresh,
+                                                      std::unique_lock<std::mutex>& lk) noexcept
     -> std::optional<destroy_reason> {
+  if (apply_evict_checks_locked(s, lk)) {
+    s.state.store(slot_state::reserved, std::memory_order_relaxed);
+    return destroy_reason::evicted;
+  }
   const auto now = coarse_now_.load(std::memory_order_relaxed);
   if (auto why = stale_reason(s, table_.control().load(), now)) {
     s.state.store(slot_state::reserved, std::memory_order_relaxed);

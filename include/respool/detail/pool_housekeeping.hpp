@@ -58,6 +58,8 @@ void pool_core<F, V, S, Clock>::plan_maintenance(std::int64_t now, bool here) {
     } else if (check_due) {
       s.last_checked.store(now, std::memory_order_relaxed);
       post_or_run_locked(check_job(s), lk, here);
+    } else if (apply_evict_checks_locked(s, lk)) {  // evict_if's sweep skipped it: ours
+      post_or_run_locked(destroy_job(s, destroy_reason::evicted), lk, here);
     } else if (!give_locked(s, false)) {
       post_or_run_locked(destroy_job(s, destroy_reason::closed), lk, here);
     }
@@ -103,7 +105,7 @@ void pool_core<F, V, S, Clock>::finish_keepalive(slot_type& s) noexcept {
   if constexpr (!std::is_same_v<V, always_valid>) ok = invoke_validator(s);
   if (!ok) return destroy_reserved(s, destroy_reason::failed_validation);
   std::unique_lock lk(mutex_);
-  const auto dropped = make_available_locked(s, true);
+  const auto dropped = make_available_locked(s, true, lk);
   if (!dropped) return;
   lk.unlock();
   destroy_reserved(s, *dropped);
@@ -137,7 +139,7 @@ void pool_core<F, V, S, Clock>::evict_if(const evict_predicate& pred) {
       continue;
     }
     std::unique_lock lk(mutex_);
-    const auto dropped = make_available_locked(s, false);
+    const auto dropped = make_available_locked(s, false, lk);
     lk.unlock();
     if (dropped) destroy_reserved(s, *dropped);
   }
@@ -156,6 +158,22 @@ auto pool_core<F, V, S, Clock>::matches_evict_check(slot_type& s) noexcept -> bo
     }
   }
   return any_matches(preds, *s.resource);
+}
+
+// The owner of `s` (lock held; released meanwhile) applies every predicate that waits for it,
+// until none does: one may be added while the lock is released. The flag is written under the
+// lock, so what this reads under it is exact.
+template <class F, class V, class S, class Clock>
+auto pool_core<F, V, S, Clock>::apply_evict_checks_locked(slot_type& s,
+                                                          std::unique_lock<std::mutex>& lk) noexcept
+    -> bool {
+  bool doomed = false;
+  while (!doomed && s.evict_check.load(std::memory_order_relaxed)) {
+    lk.unlock();
+    doomed = matches_evict_check(s);
+    lk.lock();
+  }
+  return doomed;
 }
 
 // A predicate that throws counts as a match: a resource we cannot judge is not lent again.

@@ -35,8 +35,7 @@ auto pool_core<F, V, S, Clock>::acquire_slow(std::int64_t timeout, std::int64_t 
       s = wait_for_slot(w, deadline, timeout, fail, fresh);
       if (s == nullptr) return {};
     }
-    // Fresh needs no check, unless an evict_if() predicate waits for it.
-    if (fresh && !s->evict_check.load(std::memory_order_seq_cst)) return grant(*s, to_site(where));
+    if (fresh) return grant(*s, to_site(where));
     switch (borrow_check(*s, deadline, timeout, &w)) {
       case borrow::ok: return grant(*s, to_site(where));
       case borrow::too_late:
