@@ -52,9 +52,8 @@
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
-#include <functional>
-#include <unordered_map>
 #include <exception>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <new>
@@ -66,6 +65,7 @@
 #include <string>
 #include <thread>
 #include <type_traits>
+#include <unordered_map>
 #include <utility>
 #include <vector>
 
@@ -162,19 +162,7 @@ class pool_core final : public lease_home<resource_t<F>> {
 
   auto acquire(std::int64_t timeout, const std::source_location& where, acquire_failure* fail)
       -> lease<R> {
-    // Pool time is read only once this acquire does something slow (validates or queues), so
-    // the uncontended path reads no clock; the deadline counts from that first reading.
-    std::int64_t deadline = 0;
-    if (!cfg_.strict_fifo() || table_.control().load().waiters() == 0) {
-      if (slot_type* s = claim()) {
-        switch (borrow_check(*s, deadline, timeout, nullptr)) {
-          case borrow::ok: return grant(*s, to_site(where));
-          case borrow::too_late: return timed_out(fail, timeout, "; no time left to validate");
-          case borrow::retired: break;
-        }
-      }
-    }
-    return acquire_slow(timeout, deadline, where, fail);
+    return acquire_from(timeout, where, fail, nullptr);
   }
 
   // The same, cancellable: a stop request makes it fail with errc::cancelled, at once if it
@@ -182,17 +170,7 @@ class pool_core final : public lease_home<resource_t<F>> {
   auto acquire(const std::stop_token& stop, std::int64_t timeout, const std::source_location& where,
                acquire_failure* fail) -> lease<R> {
     if (stop.stop_requested()) return cancelled(fail);
-    std::int64_t deadline = 0;
-    if (!cfg_.strict_fifo() || table_.control().load().waiters() == 0) {
-      if (slot_type* s = claim()) {
-        switch (borrow_check(*s, deadline, timeout, nullptr)) {
-          case borrow::ok: return grant(*s, to_site(where));
-          case borrow::too_late: return timed_out(fail, timeout, "; no time left to validate");
-          case borrow::retired: break;
-        }
-      }
-    }
-    return acquire_slow(timeout, deadline, where, fail, &stop);
+    return acquire_from(timeout, where, fail, &stop);
   }
 
   [[nodiscard]] auto default_timeout() const noexcept -> std::int64_t { return cfg_.acquire_timeout; }
@@ -718,7 +696,24 @@ class pool_core final : public lease_home<resource_t<F>> {
   auto any_matches(const std::vector<evict_predicate>& preds, const R& r) noexcept -> bool;
 
   // ---- waiting (defined in pool_waiting.hpp)
-  RESPOOL_DETAIL_COLD auto acquire_slow(std::int64_t timeout, std::int64_t deadline, const std::source_location& where, acquire_failure* fail, const std::stop_token* stop = nullptr) -> lease<R>;
+  // Both acquires: an idle resource at once, else the slow path.
+  auto acquire_from(std::int64_t timeout, const std::source_location& where, acquire_failure* fail,
+                    const std::stop_token* stop) -> lease<R> {
+    // Pool time is read only once this acquire does something slow (validates or queues), so
+    // the uncontended path reads no clock; the deadline counts from that first reading.
+    std::int64_t deadline = 0;
+    if (!cfg_.strict_fifo() || table_.control().load().waiters() == 0) {
+      if (slot_type* s = claim()) {
+        switch (borrow_check(*s, deadline, timeout, nullptr)) {
+          case borrow::ok: return grant(*s, to_site(where));
+          case borrow::too_late: return timed_out(fail, timeout, "; no time left to validate");
+          case borrow::retired: break;
+        }
+      }
+    }
+    return acquire_slow(timeout, deadline, where, fail, stop);
+  }
+  RESPOOL_DETAIL_COLD auto acquire_slow(std::int64_t timeout, std::int64_t deadline, const std::source_location& where, acquire_failure* fail, const std::stop_token* stop) -> lease<R>;
   void cancel_waiter(waiter& w) noexcept;
   RESPOOL_DETAIL_COLD auto cancelled(acquire_failure* fail) -> lease<R>;
   auto wait_for_slot(waiter& w, std::int64_t deadline, std::int64_t timeout, acquire_failure* fail, bool& fresh) -> slot_type*;
