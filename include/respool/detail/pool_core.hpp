@@ -587,6 +587,16 @@ class pool_core final : public lease_home<resource_t<F>> {
     if (!give_locked(s, false)) retire_locked(s, destroy_reason::closed, lk);
   }
 
+  // A slot this thread owns but does not keep (a waiter that gave up, or was handed one while
+  // it claimed another) goes on: through the evict_if() predicates waiting for it first (the
+  // lock is released while they run), then to a waiter or idle, else retired.
+  void pass_on_locked(slot_type& s, std::unique_lock<std::mutex>& lk,
+                      bool keep_lock = false) noexcept {
+    if (apply_evict_checks_locked(s, lk))
+      return retire_locked(s, destroy_reason::evicted, lk, keep_lock);
+    if (!give_locked(s, false)) retire_locked(s, destroy_reason::closed, lk, keep_lock);
+  }
+
   // A slot this thread owns goes to a waiter (P4) or idle (with one woken, P3). False if the
   // pool is closed: the caller must retire it.
   auto give_locked(slot_type& s, bool fresh) noexcept -> bool {

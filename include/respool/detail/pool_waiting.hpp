@@ -151,8 +151,7 @@ void pool_core<F, V, S, Clock>::abandon(waiter& w) noexcept {
   if (w.ticket == 0) return;  // never queued
   std::unique_lock lk(mutex_);
   leave_queue_locked(w);
-  if (slot_type* g = std::exchange(w.granted, nullptr))
-    if (!give_locked(*g, false)) retire_locked(*g, destroy_reason::closed, lk);
+  if (slot_type* g = std::exchange(w.granted, nullptr)) pass_on_locked(*g, lk);
 }
 
 // Queued and announced: scan, spin briefly, park; until served, failed or timed out (then
@@ -185,7 +184,7 @@ auto pool_core<F, V, S, Clock>::wait_queued_locked(waiter& w, std::unique_lock<s
     }
     if (s != nullptr) {
       if (w.granted != nullptr) {  // a hand-off raced our claim: keep it, pass ours on
-        if (!give_locked(*s, false)) retire_locked(*s, destroy_reason::closed, lk, true);
+        pass_on_locked(*s, lk, true);
         return std::exchange(w.granted, nullptr);
       }
       leave_queue_locked(w);
