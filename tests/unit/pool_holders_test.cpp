@@ -6,6 +6,7 @@
 #include <respool/pool.hpp>
 
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "error_text.hpp"
@@ -23,6 +24,17 @@ namespace {
 auto load_order(clocked_pool& p) { return p.acquire(1s); }
 auto add_item(clocked_pool& p) { return p.acquire(1s); }
 
+// Two leases out: one from load_order held 4,250 ms, one from add_item held 1,910 ms.
+auto hold_two(clocked_pool& p) {
+  auto a = load_order(p);
+  manual_clock::advance(2340ms);
+  p.run_maintenance();
+  auto b = add_item(p);
+  manual_clock::advance(1910ms);
+  p.run_maintenance();
+  return std::pair{std::move(a), std::move(b)};
+}
+
 }  // namespace
 
 TEST_CASE("holders() lists every lease out, longest held first, with its call site", "[holders]") {
@@ -30,12 +42,7 @@ TEST_CASE("holders() lists every lease out, longest held first, with its call si
   test_factory f;
   clocked_pool p{f, {.max_size = 4, .housekeeping_interval = 0ms}};
   REQUIRE(p.holders().empty());
-  auto a = load_order(p);
-  manual_clock::advance(2340ms);
-  p.run_maintenance();
-  auto b = add_item(p);
-  manual_clock::advance(1910ms);
-  p.run_maintenance();
+  auto [a, b] = hold_two(p);
   const auto h = p.holders();
   REQUIRE(h.size() == 2);
   CHECK(h[0].held == 4250ms);
@@ -52,12 +59,7 @@ TEST_CASE("a timeout names the longest holders, their sites and how long", "[hol
   manual_clock::reset();
   test_factory f;
   clocked_pool p{f, {.max_size = 2, .housekeeping_interval = 0ms}};
-  auto a = load_order(p);
-  manual_clock::advance(2340ms);
-  p.run_maintenance();
-  auto b = add_item(p);
-  manual_clock::advance(1910ms);
-  p.run_maintenance();
+  auto [a, b] = hold_two(p);
   std::error_code ec;
   auto c = p.acquire(0ms, ec);
   REQUIRE(ec == respool::errc::timeout);
