@@ -29,8 +29,11 @@ enum class destroy_reason : std::uint8_t {
   discarded,          ///< the holder called `lease::discard()`
   evicted,            ///< `evict_all()`
   closed,             ///< the pool was closed
+  resized,            ///< `set_max_size()` lowered the limit below what was live
+  unwound,            ///< its lease was destroyed by an exception unwinding the stack, with
+                      ///< `on_unwind = discard` (or it failed validation after one)
 };
-inline constexpr std::size_t destroy_reason_count = 8;
+inline constexpr std::size_t destroy_reason_count = 10;
 
 [[nodiscard]] constexpr auto to_string(destroy_reason r) noexcept -> std::string_view {
   switch (r) {
@@ -42,6 +45,8 @@ inline constexpr std::size_t destroy_reason_count = 8;
     case destroy_reason::discarded: return "discarded";
     case destroy_reason::evicted: return "evicted";
     case destroy_reason::closed: return "closed";
+    case destroy_reason::resized: return "resized";
+    case destroy_reason::unwound: return "unwound";
   }
   return "unknown";
 }
@@ -53,6 +58,8 @@ enum class event_kind : std::uint8_t {
   acquire_timeout,  ///< an acquire gave up; `message` is the error text
   leak_suspected,   ///< a lease is held longer than `leak_threshold`; `where`, `held`
   leak_returned,    ///< a lease reported as leaked came back; `where`, `held`
+  nested_acquire,   ///< `detect_nested_acquire`: a thread holding a lease acquires again;
+                    ///< `where` is the lease it holds, `acquiring` the new call, `message` both
 };
 
 [[nodiscard]] constexpr auto to_string(event_kind k) noexcept -> std::string_view {
@@ -63,6 +70,7 @@ enum class event_kind : std::uint8_t {
     case event_kind::acquire_timeout: return "acquire_timeout";
     case event_kind::leak_suspected: return "leak_suspected";
     case event_kind::leak_returned: return "leak_returned";
+    case event_kind::nested_acquire: return "nested_acquire";
   }
   return "unknown";
 }
@@ -81,7 +89,9 @@ struct pool_event {
   std::string_view message;              ///< error text, for `create_failed` and `acquire_timeout`
   std::exception_ptr error;              ///< for `create_failed`
   std::chrono::milliseconds held{};      ///< for the leak events
-  acquire_site where;                    ///< for the leak events: where the lease was acquired
+  acquire_site where;                    ///< for the leak events and `nested_acquire`: where
+                                         ///< the lease was acquired
+  acquire_site acquiring;                ///< for `nested_acquire`: the acquire that nests
 };
 
 RESPOOL_NAMESPACE_END

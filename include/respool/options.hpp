@@ -24,6 +24,14 @@
 
 RESPOOL_NAMESPACE_BEGIN
 
+/// What becomes of a resource whose lease is destroyed while an exception unwinds the stack
+/// (it may be mid-transaction or broken): `pool_options::on_unwind`.
+enum class unwind_policy : std::uint8_t {
+  validate,        ///< reset as usual, then validated before anyone else borrows it
+  discard,         ///< destroyed (`destroy_reason::unwound`)
+  return_to_pool,  ///< returned as if nothing happened
+};
+
 struct pool_options {
   using duration = std::chrono::milliseconds;
   /// Sentinel for "never" (`validate_after_idle`): the pool never validates on borrow.
@@ -73,6 +81,16 @@ struct pool_options {
   /// resolution. 0 runs no housekeeping thread: call `pool::run_maintenance()` yourself.
   /// At most `max_housekeeping_interval`.
   duration housekeeping_interval = std::chrono::milliseconds(100);
+  /// A lease destroyed while an exception unwinds the stack: see `unwind_policy`.
+  unwind_policy on_unwind = unwind_policy::validate;
+  /// A thread that holds a lease from this pool and acquires again raises event
+  /// `nested_acquire` naming both call sites (the deadlock behind "T * (C - 1) + 1"). Off: no
+  /// cost.
+  bool detect_nested_acquire = false;
+  /// Refuse at once (`errc::exhausted`, the estimate in the message) a caller whose estimated
+  /// wait, its place in the queue times the recent mean hold time over `max_size`, already
+  /// exceeds its timeout, instead of letting it wait out a timeout it cannot beat.
+  bool shed_hopeless = false;
   /// Names the pool in errors and events.
   std::string name = "pool";
   /// Slow-path events (created, destroyed, creation failed, timeout, leak). Called without the
