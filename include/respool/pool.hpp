@@ -85,9 +85,10 @@ class pool {
   using lease_type = lease<R>;
   using clock = Clock;
 
-  /// Validates the options (`std::invalid_argument` naming the field), creates `min_idle`
-  /// resources (a failure is not thrown: it starts the backoff and the first acquire reports
-  /// it), and starts the background creator and housekeeper.
+  /// Validates the options (`std::invalid_argument` naming the field), starts the background
+  /// threads, and creates `min_idle` resources on them, `create_concurrency` at a time; waits
+  /// until they exist, one fails (not thrown: it starts the backoff, and the first acquire or
+  /// `wait_ready()` reports it), or `acquire_timeout` passes (a connect that hangs).
   explicit pool(Factory f, pool_options options = {}, Validator v = {}, Resetter s = {})
       : core_(new core_type(std::move(f), checked(std::move(options)), std::move(v),
                             std::move(s))) {}
@@ -197,7 +198,44 @@ class pool {
   /// With a manual test clock, advance the clock and call this.
   void run_maintenance() { core_->run_maintenance(); }
 
-  [[nodiscard]] auto options() const noexcept -> const pool_options& { return core_->options(); }
+  /// The options as they are now: `max_size` as `set_max_size()` left it (and `min_idle`, at
+  /// most that).
+  [[nodiscard]] auto options() const -> pool_options { return core_->options(); }
+
+  /// Changes the limit at runtime (1 to `pool_options::max_size_limit`, else
+  /// `std::invalid_argument`). Growing lets waiters be served by new creations at once.
+  /// Shrinking closes idle surplus now (on this thread) and leased surplus as it comes back;
+  /// from the return of this call on, no lend takes the pool above the new limit. `min_idle`
+  /// is capped at the limit. (HikariCP's `setMaximumPoolSize`, database/sql `SetMaxOpenConns`.)
+  ///
+  /// **Example**: `db.set_max_size(32);  // the replica is bigger now`
+  void set_max_size(std::size_t n) { core_->set_max_size(n); }
+
+  /// Planned failover or maintenance: until `resume()`, acquires wait (and time out with a
+  /// message that says the pool is paused), nothing idle is lent and nothing new is created.
+  /// Leases out stay valid and come back as usual. (HikariCP's `suspendPool`.)
+  void pause() { core_->pause(); }
+  /// Ends a pause: the waiters are served in the order they came, the oldest first.
+  void resume() { core_->resume(); }
+
+  /// Waits until `min_idle` resources exist (idle or in use). Throws `respool::error`:
+  /// `timeout`, with the last creation error as its cause, or `closed`.
+  ///
+  /// **Example**: `db.wait_ready(5s);  // at start-up: fail loudly if the database is not there`
+  template <class Rep, class Period>
+  void wait_ready(std::chrono::duration<Rep, Period> timeout) {
+    detail::acquire_failure fail;
+    if (!core_->wait_ready(detail::saturating_ns(timeout), &fail))
+      throw error(fail.code, fail.message, fail.cause);
+  }
+  /// Non-throwing form: true when ready, else false with `ec` set.
+  template <class Rep, class Period>
+  auto wait_ready(std::chrono::duration<Rep, Period> timeout, std::error_code& ec) -> bool {
+    detail::acquire_failure fail;
+    const bool ready = core_->wait_ready(detail::saturating_ns(timeout), &fail);
+    ec = ready ? std::error_code{} : make_error_code(fail.code);
+    return ready;
+  }
 
  private:
   static auto checked(pool_options o) -> pool_options {

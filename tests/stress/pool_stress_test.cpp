@@ -766,3 +766,106 @@ TEST_CASE("leases outlive the pool under fault injection, and every resource is 
   CHECK(g_peak.load() <= static_cast<long>(pool_max));
   CHECK(held_at_destruction.load() > 0);
 }
+
+// set_max_size() and pause()/resume() racing busy callers. A lend that began and ended while
+// the limit stood still (no resize in between) never takes the leases out above that limit,
+// however many were out from before a shrink; a lend that began and ended within one pause
+// never happens; every caller gets a lease or a timeout; the books balance in every snapshot,
+// and nothing is live after close().
+TEST_CASE("set_max_size and pause under load: within the limit, nothing lent while paused") {
+  reset_globals();
+  static std::atomic<long> live{0};
+  struct plain {
+    plain() { live.fetch_add(1); }
+    plain(plain&& o) noexcept : counted(std::exchange(o.counted, false)) {}
+    plain(const plain&) = delete;
+    auto operator=(const plain&) -> plain& = delete;
+    auto operator=(plain&&) -> plain& = delete;
+    ~plain() {
+      if (counted) live.fetch_sub(1);
+    }
+    bool counted = true;
+  };
+  const auto run_for = POOL_STRESS_SANITIZED ? 1500ms : 3000ms;
+  std::atomic<std::size_t> limit{4};
+  std::atomic<std::uint64_t> resize_seq{0};  // odd while set_max_size() runs
+  std::atomic<std::uint64_t> pause_seq{0};   // odd from pause()'s return to before resume()
+  std::atomic<long> out_now{0};  // leases out: counted after acquire, uncounted before return
+  std::atomic<bool> done{false};
+  std::atomic<std::uint64_t> lent{0};
+  std::atomic<std::uint64_t> timed_out{0};
+  std::atomic<std::uint64_t> resizes{0};
+  std::atomic<std::uint64_t> pauses{0};
+  {
+    respool::pool pool{[] { return plain{}; },
+                       respool::pool_options{.max_size = 4, .acquire_timeout = 50ms,
+                                             .idle_timeout = 3ms, .housekeeping_interval = 1ms,
+                                             .name = "resize-stress"}};
+    std::vector<std::thread> workers;
+    for (int i = 0; i < thread_count; ++i)
+      workers.emplace_back([&] {
+        while (!done.load()) {
+          const auto lim = limit.load();
+          const auto rs = resize_seq.load();
+          const auto ps = pause_seq.load();
+          std::error_code ec;
+          auto l = pool.acquire(std::chrono::milliseconds(pick(0, 4)), ec);
+          if (!l) {
+            if (ec != respool::errc::timeout) g_violations.add("unexpected error: " + ec.message());
+            timed_out.fetch_add(1);
+            continue;
+          }
+          const auto n = out_now.fetch_add(1) + 1;
+          if (rs % 2 == 0 && resize_seq.load() == rs && n > static_cast<long>(lim))
+            g_violations.add(std::to_string(n) + " leases out, above the limit " +
+                             std::to_string(lim) + " that stood during the acquire");
+          if (ps % 2 == 1 && pause_seq.load() == ps) g_violations.add("lent while paused");
+          lent.fetch_add(1);
+          if (pick(0, 9) == 0) std::this_thread::sleep_for(std::chrono::microseconds(pick(10, 200)));
+          out_now.fetch_sub(1);
+          if (pick(0, 19) == 0) l.discard();
+        }
+      });
+    const auto end = steady::now() + run_for;
+    while (steady::now() < end) {
+      const auto action = pick(0, 9);
+      if (action < 5) {
+        const std::size_t n = pick(1, 12);
+        resize_seq.fetch_add(1);
+        if (n > limit.load()) limit.store(n);  // growing: the bound first
+        pool.set_max_size(n);
+        limit.store(n);  // shrinking: the bound once the call returned
+        resize_seq.fetch_add(1);
+        resizes.fetch_add(1);
+      } else if (action < 7) {
+        pool.pause();
+        pause_seq.fetch_add(1);
+        std::this_thread::sleep_for(std::chrono::microseconds(pick(100, 3'000)));
+        pause_seq.fetch_add(1);
+        pool.resume();
+        pauses.fetch_add(1);
+      }
+      const auto st = pool.stats();
+      if (st.created - st.destroyed() != st.total - st.creating)
+        g_violations.add("created - destroyed != total - creating");
+      std::this_thread::sleep_for(std::chrono::microseconds(pick(100, 2'000)));
+    }
+    done = true;
+    for (auto& w : workers) w.join();
+    pool.close();
+    const auto st = pool.stats();
+    if (st.total != 0) g_violations.add("total " + std::to_string(st.total) + " after close()");
+  }
+  std::printf("pool_stress: resize/pause: %llu lent, %llu timed out, %llu resizes, %llu pauses\n",
+              static_cast<unsigned long long>(lent.load()),
+              static_cast<unsigned long long>(timed_out.load()),
+              static_cast<unsigned long long>(resizes.load()),
+              static_cast<unsigned long long>(pauses.load()));
+  std::fflush(stdout);
+  INFO("first violation: " << g_violations.first());
+  CHECK(g_violations.count() == 0);
+  CHECK(live.load() == 0);
+  CHECK(lent.load() > 1'000);
+  CHECK(resizes.load() > 10);
+  CHECK(pauses.load() > 5);
+}

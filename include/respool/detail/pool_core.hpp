@@ -16,7 +16,8 @@
 //    only itself.
 //
 // Where things are: this file has the class with its data, acquiring, returning, hand-offs,
-// retiring and closing; pool_waiting.hpp the waiters' side; pool_creation.hpp the factory
+// retiring and closing; pool_control.hpp resizing, pausing and readiness; pool_waiting.hpp the
+// waiters' side; pool_creation.hpp the factory
 // calls; pool_housekeeping.hpp the clock thread and its pass; pool_workers.hpp the job queue
 // and the background threads. The rules they apply are pure functions elsewhere:
 // creation_policy.hpp (how many creations, the breaker), pool_settings.hpp (the options, in
@@ -45,6 +46,12 @@
 //      or destruction that runs on a caller's thread; the core deletes itself at 0. The
 //      handle's destruction waits for every returning slot, so no return is half-way through
 //      the pool's memory when the handle lets go.
+//  P6. (Gate.) While paused_ or live_ > max_size_, the control word's gate is up, and every
+//      lend (borrow_check) and return (return_slot) takes the lock, where a paused pool keeps
+//      its slots idle and its waiters asleep, and a pool over its limit retires the surplus:
+//      doomed_ counts what take_surplus_locked chose and is not destroyed yet, so the racing
+//      returns, borrows and creations retire live_ - max_size_ resources, no more. Once the
+//      gate is down, in_use <= live_ - doomed_ <= max_size_ holds for every lend.
 #include <algorithm>
 #include <array>
 #include <atomic>
@@ -145,9 +152,9 @@ class pool_core final : public lease_home<resource_t<F>> {
         table_(make_table(opts_.max_size)),
         breaker_(cfg_.fail_fast_after, cfg_.backoff_min, cfg_.backoff_max),
         rng_(std::random_device{}()) {
-    free_slots_.reserve(cfg_.max_size);
-    creation_starts_.reserve(cfg_.create_concurrency + 1);
-    for (std::size_t i = cfg_.max_size; i-- > 0;) free_slots_.push_back(static_cast<std::uint32_t>(i));
+    free_slots_.reserve(opts_.max_size);
+    for (std::size_t i = opts_.max_size; i-- > 0;) free_slots_.push_back(static_cast<std::uint32_t>(i));
+    set_limits_locked(opts_.max_size);  // nothing else can see us yet
     coarse_now_.store(clock_.now(), std::memory_order_relaxed);
     // The housekeeper first: if it cannot start, nothing else has (a worker would outlive the
     // memory a throwing constructor frees).
@@ -181,8 +188,9 @@ class pool_core final : public lease_home<resource_t<F>> {
     while (!cfg_.strict_fifo() || table_.control().load().waiters() == 0) {
       slot_type* s = claim();
       if (s == nullptr) break;
-      if (borrow_check(*s, deadline, 0, nullptr) == borrow::ok) return grant(*s, site);
-      if (deadline != 0 && clock_.now() > deadline) return std::nullopt;
+      const auto b = borrow_check(*s, deadline, 0, nullptr);
+      if (b == borrow::ok) return grant(*s, site);
+      if (b == borrow::paused || (deadline != 0 && clock_.now() > deadline)) return std::nullopt;
     }
     request_spare();
     return std::nullopt;
@@ -216,6 +224,10 @@ class pool_core final : public lease_home<resource_t<F>> {
     const auto held = std::chrono::duration_cast<std::chrono::microseconds>(
         ns(std::max<std::int64_t>(0, steady_ns() - s.use_timed_from)));
     s.use_timed_from = 0;
+    const auto avg = hold_avg_ns_.load(std::memory_order_relaxed);
+    const auto ns_held = std::chrono::duration_cast<ns>(held).count();
+    hold_avg_ns_.store(avg == 0 ? std::max<std::int64_t>(ns_held, 1) : avg + (ns_held - avg) / 8,
+                       std::memory_order_relaxed);
     use_hist_[s.index % use_hist_shards].buckets[wait_histogram::bucket_of(held)].fetch_add(
         1, std::memory_order_relaxed);
   }
@@ -253,6 +265,7 @@ class pool_core final : public lease_home<resource_t<F>> {
       table_.control().close();
       stopping_ = true;
       fail_all_waiters_locked(errc::closed, "the pool was closed", nullptr);
+      ready_cv_.notify_all();
       workers_cv_.notify_all();
       housekeeper_cv_.notify_all();
     }
@@ -289,7 +302,8 @@ class pool_core final : public lease_home<resource_t<F>> {
     pool_stats st;
     std::lock_guard lk(mutex_);
     const auto c = counts_locked();
-    st.max_size = cfg_.max_size;
+    st.max_size = max_size_;
+    st.paused = paused_;
     st.total = c.total();
     st.idle = c.idle;
     st.in_use = c.in_use;
@@ -310,7 +324,7 @@ class pool_core final : public lease_home<resource_t<F>> {
     st.wait_max = wait_max_;
     st.wait_p50 = st.wait.percentile(0.50);
     st.wait_p99 = st.wait.percentile(0.99);
-    st.min_idle = cfg_.min_idle;
+    st.min_idle = min_idle_;
     for (const auto& shard : use_hist_)
       for (std::size_t b = 0; b < wait_histogram::bucket_count; ++b)
         st.use_time.buckets[b] += shard.buckets[b].load(std::memory_order_relaxed);
@@ -338,7 +352,22 @@ class pool_core final : public lease_home<resource_t<F>> {
     return out;
   }
 
-  [[nodiscard]] auto options() const noexcept -> const pool_options& { return opts_; }
+  // The options as they are now: max_size (and min_idle and create_concurrency with it) as
+  // set_max_size() left them.
+  [[nodiscard]] auto options() const -> pool_options {
+    pool_options o = opts_;
+    std::lock_guard lk(mutex_);
+    o.max_size = max_size_;
+    o.min_idle = min_idle_;
+    return o;
+  }
+
+  // ---------------------------------------------------------------- control (pool_control.hpp)
+
+  void set_max_size(std::size_t n);
+  void pause();
+  void resume();
+  auto wait_ready(std::int64_t timeout, acquire_failure* fail) -> bool;
 
  private:
   static constexpr std::int64_t spin_ns = 4'000;  // a hand-off usually comes within this
@@ -375,7 +404,9 @@ class pool_core final : public lease_home<resource_t<F>> {
     }
   };
 
-  enum class borrow : std::uint8_t { ok, retired, too_late };
+  // ok: lend it; retired: gone, try again; too_late: past the deadline (returned); paused:
+  // returned, and the caller must wait without looking at idle slots.
+  enum class borrow : std::uint8_t { ok, retired, too_late, paused };
 
   // User code queued for a worker: a retirement, a keepalive check, or an event (the events
   // raised where no user code may run: on the housekeeper, or a caller past its deadline).
@@ -427,7 +458,7 @@ class pool_core final : public lease_home<resource_t<F>> {
     // Threads without a hint start at a place of their own, so they do not all probe slot 0
     // (a division: only here, not on every acquire).
     return static_cast<std::uint32_t>((reinterpret_cast<std::uintptr_t>(&tls_hints) >> 6U) %
-                                      cfg_.max_size);
+                                      table_.first_size());
   }
 
   auto claim() noexcept -> slot_type* {
@@ -452,7 +483,11 @@ class pool_core final : public lease_home<resource_t<F>> {
     };
     // seq_cst after the claiming CAS: either close() sees this slot leased, or we see it closed.
     const auto now = coarse_now_.load(std::memory_order_relaxed);
-    if (auto why = stale_reason(s, table_.control().load(), now)) return failed(*why);
+    const auto c = table_.control().load();
+    if (auto why = stale_reason(s, c, now)) return failed(*why);
+    if (c.gated()) {
+      if (const auto b = gated_borrow(s, w); b != borrow::ok) return b;
+    }
     if constexpr (!std::is_same_v<V, always_valid>) {
       const auto after = cfg_.validate_after_idle;
       // 0 validates every borrow, even one the coarse clock places "before" the last return.
@@ -548,14 +583,15 @@ class pool_core final : public lease_home<resource_t<F>> {
   // queue behind one another on the lock: 0.85x the mutex pool under contention.)
   void return_slot(slot_type& s) noexcept {
     auto c = table_.control().load();
-    if (c.waiters() == 0 || !handoff_maybe_due()) {
+    if (!c.gated() && (c.waiters() == 0 || !handoff_maybe_due())) {
       if (!table_.begin_return(s)) return drop_orphan(s);
       c = table_.control().load();  // S4: after the mark
       // An eviction since the check in release(): its sweep may have passed this slot while
       // it was leased, so retire it here (under the lock, where the generation is settled).
       // And an evict_if() since that check: its sweep may have passed this slot too (the
       // flag is read after the mark, as the generation is).
-      if (!c.closed() && c.generation() == s.generation &&
+      // The gate likewise (paused, or over a lowered max_size: the lock decides).
+      if (!c.closed() && !c.gated() && c.generation() == s.generation &&
           !s.evict_check.load(std::memory_order_seq_cst)) {
         if (c.waiters() == 0) return slot_table<R>::finish_return(s);
         // P3 without the lock. A running waiter may be mid-scan: announce, so it looks again
@@ -573,8 +609,8 @@ class pool_core final : public lease_home<resource_t<F>> {
     return_slot_locked(s);
   }
 
-  // A hand-off may be owed, every waiter sleeps, or the pool closed meanwhile: the slot is
-  // still ours (in use or returning).
+  // A hand-off may be owed, every waiter sleeps, the pool is gated, or it closed meanwhile: the
+  // slot is still ours (in use or returning).
   RESPOOL_DETAIL_COLD void return_slot_locked(slot_type& s) noexcept {
     std::unique_lock lk(mutex_);
     if (apply_evict_checks_locked(s, lk)) return retire_locked(s, destroy_reason::evicted, lk);
@@ -584,7 +620,7 @@ class pool_core final : public lease_home<resource_t<F>> {
     }
     if (s.generation != table_.control().load().generation())
       return retire_locked(s, destroy_reason::evicted, lk);
-    if (!give_locked(s, false)) retire_locked(s, destroy_reason::closed, lk);
+    if (auto why = give_locked(s, false)) retire_locked(s, *why, lk);
   }
 
   // A slot this thread owns but does not keep (a waiter that gave up, or was handed one while
@@ -594,21 +630,55 @@ class pool_core final : public lease_home<resource_t<F>> {
                       bool keep_lock = false) noexcept {
     if (apply_evict_checks_locked(s, lk))
       return retire_locked(s, destroy_reason::evicted, lk, keep_lock);
-    if (!give_locked(s, false)) retire_locked(s, destroy_reason::closed, lk, keep_lock);
+    if (auto why = give_locked(s, false)) retire_locked(s, *why, lk, keep_lock);
   }
 
-  // A slot this thread owns goes to a waiter (P4) or idle (with one woken, P3). False if the
-  // pool is closed: the caller must retire it.
-  auto give_locked(slot_type& s, bool fresh) noexcept -> bool {
-    if (table_.control().load().closed()) return false;
+  // A slot this thread owns goes to a waiter (P4) or idle (with one woken, P3); while paused,
+  // idle with nobody woken (waiters do not look until resume()). Returns why it must be
+  // retired instead, if it must: the pool closed, or it is surplus to a lowered max_size.
+  auto give_locked(slot_type& s, bool fresh) noexcept -> std::optional<destroy_reason> {
+    if (table_.control().load().closed()) return destroy_reason::closed;
+    if (take_surplus_locked()) return destroy_reason::resized;
+    if (paused_) {
+      table_.make_idle(s);
+      return std::nullopt;
+    }
     if (waiter* w = handoff_target_locked()) {
       grant_locked(*w, s, fresh);
-      return true;
+      return std::nullopt;
     }
     table_.make_idle(s);
     announce_idle_locked();
+    return std::nullopt;
+  }
+
+  // Whether one more resource may be retired as surplus to a lowered max_size (then it is
+  // counted as going: doomed_), so that returns, borrows and creations racing a shrink retire
+  // exactly the surplus.
+  auto take_surplus_locked() noexcept -> bool {
+    if (live_ <= max_size_ + doomed_) return false;
+    ++doomed_;
     return true;
   }
+
+  // The control word's gate (every lend and return under the lock) is up while paused or over
+  // the limit.
+  void update_gate_locked() noexcept {
+    const bool gated = paused_ || live_ > max_size_;
+    if (gated != gated_) table_.control().set_gate(gated);
+    gated_ = gated;
+  }
+
+  // What set_max_size() changes, in one place; the rest follow max_size.
+  void set_limits_locked(std::size_t n) {
+    creation_starts_.reserve(std::min(opts_.create_concurrency, n) + 1);  // may throw: first
+    max_size_ = n;
+    min_idle_ = std::min(opts_.min_idle, n);
+    create_lanes_ = std::min(opts_.create_concurrency, n);
+  }
+
+  RESPOOL_DETAIL_COLD auto gated_borrow(slot_type& s, waiter* w) noexcept -> borrow;
+  void retire_idle_surplus() noexcept;
 
   // P4: who a return goes to directly, if anyone. A hand-off to a waiter that is not running
   // leaves the running threads with nothing until it is scheduled, so, as in parking_lot's
@@ -706,7 +776,8 @@ class pool_core final : public lease_home<resource_t<F>> {
   auto any_matches(const std::vector<evict_predicate>& preds, const R& r) noexcept -> bool;
 
   // ---- waiting (defined in pool_waiting.hpp)
-  // Both acquires: an idle resource at once, else the slow path.
+  // Both acquires: an idle resource at once, else the slow path (which looks at idle slots
+  // again unless the pool turned out to be paused).
   auto acquire_from(std::int64_t timeout, const std::source_location& where, acquire_failure* fail,
                     const std::stop_token* stop) -> lease<R> {
     // Pool time is read only once this acquire does something slow (validates or queues), so
@@ -718,18 +789,22 @@ class pool_core final : public lease_home<resource_t<F>> {
           case borrow::ok: return grant(*s, to_site(where));
           case borrow::too_late: return timed_out(fail, timeout, "; no time left to validate");
           case borrow::retired: break;
+          case borrow::paused: return acquire_slow(timeout, deadline, where, fail, stop, false);
         }
       }
     }
-    return acquire_slow(timeout, deadline, where, fail, stop);
+    return acquire_slow(timeout, deadline, where, fail, stop, true);
   }
-  RESPOOL_DETAIL_COLD auto acquire_slow(std::int64_t timeout, std::int64_t deadline, const std::source_location& where, acquire_failure* fail, const std::stop_token* stop) -> lease<R>;
+  RESPOOL_DETAIL_COLD auto acquire_slow(std::int64_t timeout, std::int64_t deadline, const std::source_location& where, acquire_failure* fail, const std::stop_token* stop, bool look) -> lease<R>;
   void cancel_waiter(waiter& w) noexcept;
   RESPOOL_DETAIL_COLD auto cancelled(acquire_failure* fail) -> lease<R>;
   auto wait_for_slot(waiter& w, std::int64_t deadline, std::int64_t timeout, acquire_failure* fail, bool& fresh) -> slot_type*;
-  auto admit_locked(waiter& w, std::int64_t now, acquire_failure* fail) -> bool;
+  auto admit_locked(waiter& w, std::int64_t now, std::int64_t deadline, acquire_failure* fail) -> bool;
+  auto hopeless_locked(std::int64_t now, std::int64_t deadline, acquire_failure* fail) -> bool;
   void join_queue_locked(waiter& w, std::int64_t deadline) noexcept;
   void keep_place(waiter& w);
+  void keep_place_locked(waiter& w) noexcept;
+  void sleep_locked(waiter& w, std::unique_lock<std::mutex>& lk, std::chrono::nanoseconds span);
   void abandon(waiter& w) noexcept;
   auto wait_queued_locked(waiter& w, std::unique_lock<std::mutex>& lk) -> slot_type*;
   auto scan_and_spin(waiter& w, bool spin, typename slot_table<R>::scan_notes& notes) noexcept -> slot_type*;
@@ -782,8 +857,10 @@ class pool_core final : public lease_home<resource_t<F>> {
     slot_table<R>::release_empty(s);
     free_slots_.push_back(s.index);
     --live_;
+    if (why == destroy_reason::resized) --doomed_;
+    if (gated_) update_gate_locked();
     ++destroyed_by_[static_cast<std::size_t>(why)];
-    if (cfg_.min_idle > 0) want_min_idle_locked();
+    if (min_idle_ > 0) want_min_idle_locked();
     kick_locked();  // capacity freed: waiters or min_idle may need a new one
     if (!opts_.on_event) return;
     pool_event e;
@@ -874,6 +951,14 @@ class pool_core final : public lease_home<resource_t<F>> {
   std::vector<std::uint32_t> free_slots_;  // P1
   std::size_t live_ = 0;                   // P1
   std::size_t creating_ = 0;               // P1
+  // The limits set_max_size() changes (set_limits_locked).
+  std::size_t max_size_ = 0;
+  std::size_t min_idle_ = 0;
+  std::size_t create_lanes_ = 0;           // creations in flight at most: create_concurrency
+  std::size_t doomed_ = 0;                 // surplus to max_size, retired but not yet destroyed
+  bool paused_ = false;
+  bool gated_ = false;                     // the control word's gate (update_gate_locked)
+  std::condition_variable ready_cv_;       // wait_ready() and the constructor wait here
   std::size_t extra_wanted_ = 0;           // creations wanted beyond the waiters
   std::vector<std::int64_t> creation_starts_;  // steady time each creation in flight began
   std::int64_t create_time_avg_ = 0;       // moving average of successful creations, ns
@@ -923,6 +1008,10 @@ class pool_core final : public lease_home<resource_t<F>> {
   std::string last_error_text_;
   std::mt19937_64 rng_;
 
+  // Mean of the timed holds (use_time's samples), ns, for shed_hopeless: updated by returning
+  // holders without the lock, so an update may be lost (it is an estimate).
+  std::atomic<std::int64_t> hold_avg_ns_{0};
+
   std::atomic<int> refs_{1};  // P5
   std::thread housekeeper_;
 };
@@ -931,6 +1020,7 @@ class pool_core final : public lease_home<resource_t<F>> {
 RESPOOL_NAMESPACE_END
 
 // The rest of pool_core's member functions, an area to a header.
+#include "pool_control.hpp"
 #include "pool_creation.hpp"
 #include "pool_housekeeping.hpp"
 #include "pool_waiting.hpp"

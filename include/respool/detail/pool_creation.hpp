@@ -8,15 +8,21 @@
 RESPOOL_NAMESPACE_BEGIN
 namespace detail {
 
-// min_idle at construction, on the constructing thread; stops at the first failure (the
-// background then keeps trying, under the breaker's rules).
+// min_idle at construction, made by the background workers, create_concurrency at a time.
+// The constructor waits until they exist, one fails (the background then keeps trying, under
+// the breaker's rules), or acquire_timeout passes in real time (a connect that hangs does not
+// hang the constructor); wait_ready() is the wait with a timeout of the caller's choosing.
 template <class F, class V, class S, class Clock>
 void pool_core<F, V, S, Clock>::prewarm() {
+  if (min_idle_ == 0) return;
   std::unique_lock lk(mutex_);
-  for (std::size_t i = 0; i < cfg_.min_idle; ++i)
-    if (!create_one_locked(lk)) break;
-  extra_wanted_ = cfg_.min_idle - std::min(cfg_.min_idle, idle_count_locked());
+  extra_wanted_ = min_idle_;
   kick_locked();
+  const auto until = add_sat(steady_ns(), cfg_.acquire_timeout);
+  for (auto now = steady_ns(); now < until; now = steady_ns()) {
+    if (live_ - creating_ >= min_idle_ || create_failures_ != 0) return;
+    ready_cv_.wait_for(lk, sleep_span(now, until));
+  }
 }
 
 // One factory call into a free slot. Lock held on entry and exit; released around the call.
@@ -42,6 +48,7 @@ auto pool_core<F, V, S, Clock>::create_one_locked(std::unique_lock<std::mutex>& 
   });
   --creating_;
   creation_starts_.erase(std::find(creation_starts_.begin(), creation_starts_.end(), started));
+  ready_cv_.notify_all();  // wait_ready() and the constructor count what exists
   const auto now = clock_.now();
   if (error) {
     drop_evict_check_locked(s);
@@ -112,11 +119,15 @@ auto pool_core<F, V, S, Clock>::make_available_locked(slot_type& s, bool fresh,
     s.state.store(slot_state::reserved, std::memory_order_relaxed);
     return why;
   }
-  if (waiter* w = queue_.front()) {
+  if (take_surplus_locked()) {  // made or checked while set_max_size() lowered the limit
+    s.state.store(slot_state::reserved, std::memory_order_relaxed);
+    return destroy_reason::resized;
+  }
+  if (waiter* w = queue_.front(); w != nullptr && !paused_) {
     grant_locked(*w, s, fresh);
     return std::nullopt;
   }
-  table_.make_idle(s);  // nobody queued (P2): nobody to wake
+  table_.make_idle(s);  // nobody queued (P2), or paused (waiters do not look): nobody to wake
   return std::nullopt;
 }
 

@@ -33,6 +33,10 @@ void pool_core<F, V, S, Clock>::plan_maintenance(std::int64_t now, bool here) {
   if (closed()) return;
   if (cfg_.leak_threshold != never_ns) detect_leaks(now, here);
   std::size_t idle_now = 0;
+  const auto min_idle = [this] {
+    std::lock_guard lk(mutex_);
+    return min_idle_;
+  }();
   for (std::size_t i = 0; i < table_.size(); ++i)
     if (slot_table<R>::state_of(table_[i]) == slot_state::idle) ++idle_now;
   for (std::size_t i = 0; i < table_.size(); ++i) {
@@ -40,7 +44,7 @@ void pool_core<F, V, S, Clock>::plan_maintenance(std::int64_t now, bool here) {
     const auto last_used = s.last_used.load(std::memory_order_relaxed);
     const bool expired = now >= s.expires_at.load(std::memory_order_relaxed);
     const bool idle_expired = cfg_.idle_timeout != never_ns &&
-                              now - last_used >= cfg_.idle_timeout && idle_now > cfg_.min_idle;
+                              now - last_used >= cfg_.idle_timeout && idle_now > min_idle;
     const bool check_due =
         cfg_.keepalive != never_ns &&
         now - std::max(s.last_checked.load(std::memory_order_relaxed), last_used) >= cfg_.keepalive;
@@ -60,8 +64,8 @@ void pool_core<F, V, S, Clock>::plan_maintenance(std::int64_t now, bool here) {
       post_or_run_locked(check_job(s), lk, here);
     } else if (apply_evict_checks_locked(s, lk)) {  // evict_if's sweep skipped it: ours
       post_or_run_locked(destroy_job(s, destroy_reason::evicted), lk, here);
-    } else if (!give_locked(s, false)) {
-      post_or_run_locked(destroy_job(s, destroy_reason::closed), lk, here);
+    } else if (auto why = give_locked(s, false)) {
+      post_or_run_locked(destroy_job(s, *why), lk, here);
     }
   }
   std::lock_guard lk(mutex_);
@@ -86,7 +90,7 @@ void pool_core<F, V, S, Clock>::post_or_run_locked(job&& j, std::unique_lock<std
 template <class F, class V, class S, class Clock>
 void pool_core<F, V, S, Clock>::want_min_idle_locked() noexcept {
   const auto have = idle_count_locked() + creating_;
-  extra_wanted_ = std::max(extra_wanted_, cfg_.min_idle > have ? cfg_.min_idle - have : 0);
+  extra_wanted_ = std::max(extra_wanted_, min_idle_ > have ? min_idle_ - have : 0);
 }
 
 template <class F, class V, class S, class Clock>

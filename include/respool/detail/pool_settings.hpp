@@ -14,11 +14,10 @@ RESPOOL_NAMESPACE_BEGIN
 namespace detail {
 
 struct pool_settings {
-  std::size_t max_size;
-  std::size_t min_idle;
+  // max_size, min_idle and create_concurrency are not here: set_max_size() changes them
+  // (pool_core's limits).
   std::int64_t acquire_timeout;
   std::size_t max_waiters;
-  std::size_t create_concurrency;
   std::uint64_t max_uses;              // 0: no limit
   std::int64_t idle_timeout;           // never_ns: disabled
   std::int64_t max_lifetime;           // never_ns: disabled
@@ -31,6 +30,7 @@ struct pool_settings {
   std::int64_t fairness_window;        // 0: strict FIFO hand-off
   std::uint32_t fail_fast_after;
   std::size_t max_spinners;            // waiters allowed to spin at once (half the cores)
+  bool shed_hopeless;
 
   [[nodiscard]] auto strict_fifo() const noexcept -> bool { return fairness_window == 0; }
 
@@ -39,11 +39,8 @@ struct pool_settings {
       return d == pool_options::duration::zero() ? never_ns : saturating_ns(d);
     };
     pool_settings s{};
-    s.max_size = o.max_size;
-    s.min_idle = o.min_idle;
     s.acquire_timeout = saturating_ns(o.acquire_timeout);
     s.max_waiters = o.max_waiters;
-    s.create_concurrency = std::min(o.create_concurrency, o.max_size);
     s.max_uses = o.max_uses;
     s.idle_timeout = zero_is_never(o.idle_timeout);
     s.max_lifetime = zero_is_never(o.max_lifetime);
@@ -56,6 +53,7 @@ struct pool_settings {
     s.fairness_window = saturating_ns(o.fairness_window);
     s.fail_fast_after = o.fail_fast_after;
     s.max_spinners = std::max(1U, std::thread::hardware_concurrency() / 2);
+    s.shed_hopeless = o.shed_hopeless;
     return s;
   }
 };

@@ -11,7 +11,7 @@ namespace detail {
 // Nothing idle at the first look, or it failed its check: try again, then wait. The waiter
 // record (with its condition variable) exists only here, off the fast path.
 template <class F, class V, class S, class Clock>
-auto pool_core<F, V, S, Clock>::acquire_slow(std::int64_t timeout, std::int64_t deadline, const std::source_location& where, acquire_failure* fail, const std::stop_token* stop) -> lease<R> {
+auto pool_core<F, V, S, Clock>::acquire_slow(std::int64_t timeout, std::int64_t deadline, const std::source_location& where, acquire_failure* fail, const std::stop_token* stop, bool look) -> lease<R> {
   waiter w;
   // Registered before any lock is taken (a stop already requested runs it here and now), and
   // unregistered on the way out with no lock held: it takes mutex_ itself.
@@ -27,8 +27,9 @@ auto pool_core<F, V, S, Clock>::acquire_slow(std::int64_t timeout, std::int64_t 
     bool fresh = false;
     // Once it has waited, a caller takes what comes through the queue (a waiter whose
     // hand-off failed its check is queued again already, Q2, and may be served meanwhile).
-    if (w.ticket == 0 && (!cfg_.strict_fifo() || table_.control().load().waiters() == 0))
+    if (look && w.ticket == 0 && (!cfg_.strict_fifo() || table_.control().load().waiters() == 0))
       s = claim();
+    look = true;
     if (s == nullptr) {
       if (deadline == 0) deadline = add_sat(clock_.now(), timeout);
       if (timeout == 0) return refuse_at_once(fail);
@@ -42,6 +43,9 @@ auto pool_core<F, V, S, Clock>::acquire_slow(std::int64_t timeout, std::int64_t 
         abandon(w);
         return timed_out(fail, timeout, "; no time left to validate");
       case borrow::retired: break;
+      case borrow::paused:  // returned; wait (in the queue, at its place if it had one)
+        look = false;
+        continue;
     }
     // It failed validation (or expired) and is gone. Validators that fail slowly must not
     // stretch the caller's timeout: check it before trying again.
@@ -69,7 +73,7 @@ auto pool_core<F, V, S, Clock>::wait_for_slot(waiter& w, std::int64_t deadline, 
   } else if (closed()) {
     return fail_locked(fail, errc::closed, "the pool is closed");
   } else {
-    if (w.ticket == 0 && !admit_locked(w, now, fail)) return nullptr;
+    if (w.ticket == 0 && !admit_locked(w, now, deadline, fail)) return nullptr;
     join_queue_locked(w, deadline);
   }
   const auto started = now;
@@ -101,7 +105,7 @@ auto pool_core<F, V, S, Clock>::wait_for_slot(waiter& w, std::int64_t deadline, 
 // A first arrival: shed beyond max_waiters, or fail fast while the backend is known down and
 // nothing alive could serve it. Starts its fairness clock.
 template <class F, class V, class S, class Clock>
-auto pool_core<F, V, S, Clock>::admit_locked(waiter& w, std::int64_t now, acquire_failure* fail) -> bool {
+auto pool_core<F, V, S, Clock>::admit_locked(waiter& w, std::int64_t now, std::int64_t deadline, acquire_failure* fail) -> bool {
   if (queue_.size() >= cfg_.max_waiters) {
     ++shed_;
     fail_locked(fail, errc::exhausted,
@@ -119,7 +123,30 @@ auto pool_core<F, V, S, Clock>::admit_locked(waiter& w, std::int64_t now, acquir
                     "next attempt");
     return false;
   }
+  if (cfg_.shed_hopeless && hopeless_locked(now, deadline, fail)) return false;
   w.since = steady_ns();
+  return true;
+}
+
+// shed_hopeless: the caller's estimated wait, its place in the queue times the recent mean
+// hold over max_size, already exceeds what is left of its timeout. Needs a mean: until a hold
+// has been timed, nobody is refused.
+template <class F, class V, class S, class Clock>
+auto pool_core<F, V, S, Clock>::hopeless_locked(std::int64_t now, std::int64_t deadline, acquire_failure* fail) -> bool {
+  const auto hold = hold_avg_ns_.load(std::memory_order_relaxed);
+  if (hold == 0 || deadline == never_ns) return false;
+  const auto place = queue_.size() + 1;
+  const double estimate = static_cast<double>(hold) * static_cast<double>(place) /
+                          static_cast<double>(max_size_);
+  const auto left = deadline - now;
+  if (estimate <= static_cast<double>(left)) return false;
+  ++shed_;
+  const auto ms = [](double v) { return std::to_string(static_cast<long long>(v / 1e6)); };
+  fail_locked(fail, errc::exhausted,
+              "shed as hopeless: estimated wait " + ms(estimate) + " ms (place " +
+                  std::to_string(place) + " in the queue x mean hold " +
+                  ms(static_cast<double>(hold)) + " ms / max_size " + std::to_string(max_size_) +
+                  ") exceeds the " + ms(static_cast<double>(left)) + " ms left of its timeout");
   return true;
 }
 
@@ -141,6 +168,11 @@ void pool_core<F, V, S, Clock>::join_queue_locked(waiter& w, std::int64_t deadli
 template <class F, class V, class S, class Clock>
 void pool_core<F, V, S, Clock>::keep_place(waiter& w) {
   std::lock_guard lk(mutex_);
+  keep_place_locked(w);
+}
+
+template <class F, class V, class S, class Clock>
+void pool_core<F, V, S, Clock>::keep_place_locked(waiter& w) noexcept {
   if (!w.queued && w.granted == nullptr && !w.failure && !closed()) join_queue_locked(w, w.deadline);
 }
 
@@ -166,6 +198,12 @@ auto pool_core<F, V, S, Clock>::wait_queued_locked(waiter& w, std::unique_lock<s
     if (clock_.now() >= w.deadline) {
       leave_queue_locked(w);
       return nullptr;
+    }
+    if (paused_) {  // nothing to look at: sleep until resume() serves us, or the deadline
+      w.notified = false;
+      activity_.fetch_sub(one_running, std::memory_order_seq_cst);
+      sleep_locked(w, lk, sleep_span(clock_.now(), w.deadline));
+      continue;
     }
     w.notified = false;
     w.seen = wake_seq_.load(std::memory_order_seq_cst);
@@ -204,13 +242,19 @@ auto pool_core<F, V, S, Clock>::wait_queued_locked(waiter& w, std::unique_lock<s
     auto span = sleep_span(clock_.now(), w.deadline);
     if (!creation_starts_.empty())  // wake when one stalls, to start another for us
       span = std::min(span, sleep_span(steady_ns(), next_stall_locked()) + ns(1'000'000));
-    w.parked = true;
-    w.cv.wait_for(lk, span);
-    w.parked = false;
-    // Running again (not counted at all once out of the queue).
-    if (w.queued)
-      activity_.fetch_add(one_running - (w.notified ? one_woken : 0), std::memory_order_seq_cst);
+    sleep_locked(w, lk, span);
   }
+}
+
+// Parks a waiter that has stopped counting as running (P3), then counts it as running again
+// (not at all once out of the queue).
+template <class F, class V, class S, class Clock>
+void pool_core<F, V, S, Clock>::sleep_locked(waiter& w, std::unique_lock<std::mutex>& lk, std::chrono::nanoseconds span) {
+  w.parked = true;
+  w.cv.wait_for(lk, span);
+  w.parked = false;
+  if (w.queued)
+    activity_.fetch_add(one_running - (w.notified ? one_woken : 0), std::memory_order_seq_cst);
 }
 
 // Lock not held. Scans for an idle slot (also after each hand-off check while spinning).
@@ -291,7 +335,8 @@ auto pool_core<F, V, S, Clock>::make_failure_locked(errc code, const std::string
                     std::to_string(c.total()) + ", idle " + std::to_string(c.idle) +
                     ", in use " + std::to_string(c.in_use) + ", waiters " +
                     std::to_string(waiters_shown) + ", creating " + std::to_string(c.creating) +
-                    ", max " + std::to_string(cfg_.max_size);
+                    ", max " + std::to_string(max_size_);
+  if (paused_) msg += "; the pool is paused: pause() was called, resume() serves the waiters";
   // Who holds them, for the errors that mean "all of them are out".
   if ((code == errc::timeout || code == errc::exhausted) && c.in_use > 0)
     if (auto who = describe_longest_holders(holders()); !who.empty()) msg += "; " + who;

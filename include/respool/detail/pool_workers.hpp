@@ -44,9 +44,10 @@ auto pool_core<F, V, S, Clock>::jobs_runnable_locked() const noexcept -> std::si
 template <class F, class V, class S, class Clock>
 auto pool_core<F, V, S, Clock>::creations_due_locked() const noexcept -> std::size_t {
   // Full, or every lane busy: the common case while callers wait, settled without a clock.
-  if (stopping_ || live_ >= cfg_.max_size || creating_ >= cfg_.create_concurrency) return 0;
-  const auto n = creations_to_start(cfg_.max_size, live_, creating_, stalled_creations_locked(),
-                                    cfg_.create_concurrency, queue_.size(), extra_wanted_);
+  // Paused: nothing new is made (a creation in flight finishes).
+  if (stopping_ || paused_ || live_ >= max_size_ || creating_ >= create_lanes_) return 0;
+  const auto n = creations_to_start(max_size_, live_, creating_, stalled_creations_locked(),
+                                    create_lanes_, queue_.size(), extra_wanted_);
   return n == 0 ? 0 : breaker_.admit(clock_.now(), n, live_ > creating_);
 }
 
@@ -76,7 +77,7 @@ void pool_core<F, V, S, Clock>::kick_locked() noexcept {
   const std::size_t work = jobs_runnable_locked() + creations_due_locked();
   if (work == 0) return;
   if (workers_idle_ > 0) workers_cv_.notify_all();
-  const std::size_t cap = job_lanes + cfg_.create_concurrency;
+  const std::size_t cap = job_lanes + create_lanes_;
   for (std::size_t have = workers_idle_ + workers_starting_; have < work && workers_alive_ < cap;
        ++have) {
     refs_.fetch_add(1, std::memory_order_relaxed);  // the worker's (P5)

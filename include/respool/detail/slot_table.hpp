@@ -1,5 +1,5 @@
 #pragma once
-// The pool's mechanism: a fixed array of slots, each with an atomic state, an index of the idle
+// The pool's mechanism: an array of slots (which may grow, never shrink or move), each with an atomic state, an index of the idle
 // ones, and one control word (closed, eviction generation, waiter count). It knows nothing of
 // factories, lifetimes, clocks or threads; pool_core.hpp builds the policies on it.
 //
@@ -46,8 +46,10 @@
 //      waiter announces itself in the waiter count, then scans the bits. All seq_cst, so either
 //      the returner sees the waiter (and wakes it), or the waiter's scan meets the slot, idle
 //      (and claims it) or returning (and scans again instead of sleeping).
+#include <array>
 #include <atomic>
 #include <bit>
+#include <new>
 #include <cstdint>
 #include <memory>
 #include <thread>
@@ -181,16 +183,19 @@ class idle_index {
   std::unique_ptr<std::atomic<std::uint64_t>[]> summary_;
 };
 
-// The control word: bit 0 closed, bits 1..31 how many callers wait, bits 32..63 the eviction
-// generation. One word, so a return reads all three in one load.
+// The control word: bit 0 closed, bits 1..30 how many callers wait, bit 31 gated, bits 32..63
+// the eviction generation. One word, so a return reads all four in one load. Gated: the pool
+// is paused or holds more than its (lowered) max_size, so every lend and return takes the
+// lock, where the pool decides.
 class control_word {
  public:
   struct view {
     std::uint64_t raw;
     [[nodiscard]] auto closed() const noexcept -> bool { return (raw & 1U) != 0; }
     [[nodiscard]] auto waiters() const noexcept -> std::uint32_t {
-      return static_cast<std::uint32_t>((raw >> 1U) & 0x7fffffffU);
+      return static_cast<std::uint32_t>((raw >> 1U) & 0x3fffffffU);
     }
+    [[nodiscard]] auto gated() const noexcept -> bool { return (raw & gate_bit) != 0; }
     [[nodiscard]] auto generation() const noexcept -> std::uint32_t {
       return static_cast<std::uint32_t>(raw >> 32U);
     }
@@ -202,11 +207,18 @@ class control_word {
   void add_waiter() noexcept { word_.fetch_add(2, std::memory_order_seq_cst); }
   void remove_waiter() noexcept { word_.fetch_sub(2, std::memory_order_seq_cst); }
   // Pairs with the load() a borrower and a returner make after their CAS: either they see the
-  // pool closed, or close()'s later sweep of idle slots sees their slot.
+  // pool closed, or close()'s later sweep of idle slots sees their slot. The gate likewise.
   void close() noexcept { word_.fetch_or(1, std::memory_order_seq_cst); }
+  void set_gate(bool on) noexcept {
+    if (on)
+      word_.fetch_or(gate_bit, std::memory_order_seq_cst);
+    else
+      word_.fetch_and(~gate_bit, std::memory_order_seq_cst);
+  }
   void next_generation() noexcept { word_.fetch_add(std::uint64_t{1} << 32U, std::memory_order_seq_cst); }
 
  private:
+  static constexpr std::uint64_t gate_bit = std::uint64_t{1} << 31U;
   std::atomic<std::uint64_t> word_{0};
 };
 
@@ -214,16 +226,60 @@ template <class R>
 class slot_table {
  public:
   using slot_type = slot<R>;
+  static constexpr std::size_t max_segments = 21;
 
   /// Throws std::bad_alloc (or bad_array_new_length) if `n` slots cannot be allocated.
   explicit slot_table(std::size_t n)
-      : size_(n), slots_(std::make_unique<slot_type[]>(n)), idle_(n) {
+      : first_(n), capacity_(n), slots_(std::make_unique<slot_type[]>(n)), idle_(n) {
     for (std::size_t i = 0; i < n; ++i) slots_[i].index = static_cast<std::uint32_t>(i);
   }
+  slot_table(const slot_table&) = delete;
+  auto operator=(const slot_table&) -> slot_table& = delete;
+  ~slot_table() {
+    for (auto& g : grown_) delete g.load(std::memory_order_relaxed);
+  }
 
-  [[nodiscard]] auto size() const noexcept -> std::size_t { return size_; }
-  auto operator[](std::size_t i) noexcept -> slot_type& { return slots_[i]; }
-  auto operator[](std::size_t i) const noexcept -> const slot_type& { return slots_[i]; }
+  /// Slots there are now (acquire: pairs with grow's release, so their segments are seen).
+  [[nodiscard]] auto size() const noexcept -> std::size_t {
+    return capacity_.load(std::memory_order_acquire);
+  }
+  /// The first segment's size: what the table was made with.
+  [[nodiscard]] auto first_size() const noexcept -> std::size_t { return first_; }
+
+  auto operator[](std::size_t i) noexcept -> slot_type& { return *locate(i).s; }
+  auto operator[](std::size_t i) const noexcept -> const slot_type& {
+    return *const_cast<slot_table*>(this)->locate(i).s;
+  }
+
+  /// Calls `f(slot&)` on every slot there is, segment by segment.
+  template <class Fn>
+  void for_each(Fn&& f) const {
+    for (std::size_t i = 0; i < first_; ++i) f(slots_[i]);
+    const auto n = segments();
+    for (std::size_t k = 1; k < n; ++k) {
+      segment* g = grown_[k - 1].load(std::memory_order_acquire);
+      for (std::size_t i = 0; i < g->size; ++i) f(g->slots[i]);
+    }
+  }
+
+  /// Adds segments until there are at least `n` slots; calls `added(index)` for each new slot,
+  /// lowest index last (a free list pops it first). The caller holds the pool lock (one grower
+  /// at a time). Throws std::bad_alloc and adds nothing then.
+  template <class Added>
+  void grow(std::size_t n, Added&& added) {
+    while (capacity_.load(std::memory_order_relaxed) < n) {
+      const auto k = segments();
+      if (k >= max_segments) throw std::bad_alloc();
+      const std::size_t base = capacity_.load(std::memory_order_relaxed);  // first << (k - 1)
+      auto g = std::make_unique<segment>(base);
+      for (std::size_t i = 0; i < base; ++i) g->slots[i].index = static_cast<std::uint32_t>(base + i);
+      grown_[k - 1].store(g.release(), std::memory_order_release);
+      // seq_cst: a waiter's scan reads it after announcing itself (S4 across segments).
+      capacity_.store(base * 2, std::memory_order_seq_cst);
+      for (std::size_t i = base * 2; i-- > base;) added(static_cast<std::uint32_t>(i));
+    }
+  }
+
   [[nodiscard]] auto control() noexcept -> control_word& { return control_; }
   [[nodiscard]] auto control() const noexcept -> const control_word& { return control_; }
 
@@ -236,15 +292,23 @@ class slot_table {
   /// idle -> in_use: the hinted slot first (no shared line touched when it is still ours), then
   /// the idle index. Null when nothing is idle.
   RESPOOL_DETAIL_HOT auto claim(std::uint32_t hint, scan_notes& notes) noexcept -> slot_type* {
-    if (hint < size_ && try_claim(slots_[hint]) == idle_index::probe::taken) return &slots_[hint];
+    if (hint < first_ && try_claim(slots_[hint]) == idle_index::probe::taken) return &slots_[hint];
     return claim_scan(hint, notes);
   }
 
-  /// The rest of claim: the hint missed.
+  /// The rest of claim: the hint missed. The hint's segment first, then the others.
   auto claim_scan(std::uint32_t hint, scan_notes& notes) noexcept -> slot_type* {
-    const auto i = idle_.find(hint < size_ ? hint : 0,
-                              [this](std::uint32_t j) { return try_claim(slots_[j]); }, notes);
-    return i == idle_index::npos ? nullptr : &slots_[i];
+    const auto n = segments();  // seq_cst: after the waiter's announcement (S4)
+    const auto home = hint < size() ? locate(hint) : place{&slots_[0], 0, 0};
+    for (std::size_t k = 0; k < n; ++k) {
+      const std::size_t seg = (home.segment + k) % n;
+      auto* slots = seg == 0 ? slots_.get() : grown_[seg - 1].load(std::memory_order_acquire)->slots.get();
+      auto& idle = seg == 0 ? idle_ : grown_[seg - 1].load(std::memory_order_acquire)->idle;
+      const auto i = idle.find(seg == home.segment ? home.local : 0,
+                               [slots](std::uint32_t j) { return try_claim(slots[j]); }, notes);
+      if (i != idle_index::npos) return &slots[i];
+    }
+    return nullptr;
   }
 
   /// in_use -> returning by its holder, and marked in the index. False if the slot was orphaned
@@ -256,7 +320,7 @@ class slot_table {
     if (!s.state.compare_exchange_strong(expected, slot_state::returning,
                                          std::memory_order_seq_cst, std::memory_order_relaxed))
       return false;
-    idle_.publish(s.index);
+    publish(s.index);
     return true;
   }
 
@@ -270,7 +334,7 @@ class slot_table {
   /// Owned (creating, in_use or reserved) -> idle. The caller must then do S4.
   void make_idle(slot_type& s) noexcept {
     s.state.store(slot_state::idle, std::memory_order_seq_cst);  // release for the next claimer
-    idle_.publish(s.index);
+    publish(s.index);
   }
 
   /// Owned -> in_use for a new holder (a hand-off). The new holder reads what the old owner
@@ -341,8 +405,43 @@ class slot_table {
     return cur == slot_state::returning ? idle_index::probe::returning : idle_index::probe::busy;
   }
 
-  std::size_t size_;
-  std::unique_ptr<slot_type[]> slots_;
+  struct segment {
+    explicit segment(std::size_t n) : size(n), slots(std::make_unique<slot_type[]>(n)), idle(n) {}
+    std::size_t size;
+    std::unique_ptr<slot_type[]> slots;
+    idle_index idle;
+  };
+  struct place {
+    slot_type* s;
+    std::size_t segment;
+    std::uint32_t local;
+  };
+
+  // Segments there are now: 1 + log2(capacity / first).
+  [[nodiscard]] auto segments() const noexcept -> std::size_t {
+    const auto cap = capacity_.load(std::memory_order_seq_cst);
+    return static_cast<std::size_t>(std::bit_width(cap / first_));
+  }
+
+  // Where global index `i` (< size()) lives. A division only for slots of grown segments.
+  auto locate(std::size_t i) noexcept -> place {
+    if (i < first_) return {&slots_[i], 0, static_cast<std::uint32_t>(i)};
+    const auto k = static_cast<std::size_t>(std::bit_width(i / first_));  // first << (k-1) <= i
+    const std::size_t base = first_ << (k - 1);
+    segment* g = grown_[k - 1].load(std::memory_order_acquire);
+    return {&g->slots[i - base], k, static_cast<std::uint32_t>(i - base)};
+  }
+
+  void publish(std::uint32_t i) noexcept {
+    if (i < first_) return idle_.publish(i);
+    const auto p = locate(i);
+    grown_[p.segment - 1].load(std::memory_order_acquire)->idle.publish(p.local);
+  }
+
+  const std::size_t first_;
+  std::atomic<std::size_t> capacity_;
+  std::unique_ptr<slot_type[]> slots_;  // segment 0
+  std::array<std::atomic<segment*>, max_segments - 1> grown_{};  // segments 1.., owned
   alignas(cache_line) idle_index idle_;
   alignas(cache_line) control_word control_;
 };
