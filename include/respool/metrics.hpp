@@ -28,6 +28,7 @@
  * | `db_client_connection_use_time_seconds`     | histogram | `use_time`                      |
  * | `db_client_connection_create_time_seconds`  | histogram | `create_time`                   |
  * | `respool_connection_creating`               | gauge     | `creating`                      |
+ * | `respool_connection_paused`                 | gauge     | `paused` (1 or 0)               |
  * | `respool_connection_acquired_total`         | counter   | `acquired`                      |
  * | `respool_connection_created_total`          | counter   | `created`                       |
  * | `respool_connection_create_failures_total`  | counter   | `create_failures`               |
@@ -287,6 +288,9 @@ inline auto rejections(const thread_pool_rejections& r, std::size_t i) -> std::u
                    [](s st) -> const wait_histogram& { return st.create_time; });
   append_family(out, pools, "respool_connection_creating", "gauge",
                 "The number of connections being created.", [](s st) { return st.creating; });
+  append_family(out, pools, "respool_connection_paused", "gauge",
+                "1 while the pool is paused (pause() until resume()), else 0.",
+                [](s st) { return st.paused ? 1 : 0; });
   append_family(out, pools, "respool_connection_acquired_total", "counter",
                 "The number of successful acquires.", [](s st) { return st.acquired; });
   append_family(out, pools, "respool_connection_created_total", "counter",

@@ -40,9 +40,11 @@
 #include <random>
 #include <stdexcept>
 #include <string>
+#include <stop_token>
 #include <string_view>
 #include <system_error>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "respool_catch.hpp"
@@ -767,25 +769,33 @@ TEST_CASE("leases outlive the pool under fault injection, and every resource is 
   CHECK(held_at_destruction.load() > 0);
 }
 
-// set_max_size() and pause()/resume() racing busy callers. A lend that began and ended while
-// the limit stood still (no resize in between) never takes the leases out above that limit,
-// however many were out from before a shrink; a lend that began and ended within one pause
-// never happens; every caller gets a lease or a timeout; the books balance in every snapshot,
-// and nothing is live after close().
+// set_max_size(), pause()/resume(), evict_if() and cancellations racing busy callers. A lend
+// that began and ended while the limit stood still (no resize in between) never takes the
+// leases out above that limit, however many were out from before a shrink; a lend that began
+// and ended within one pause never happens; every caller gets a lease, a timeout or (if its
+// stop token fired) cancelled; the books balance in every snapshot, and nothing is live after
+// close().
 TEST_CASE("set_max_size and pause under load: within the limit, nothing lent while paused") {
   reset_globals();
   static std::atomic<long> live{0};
+  static std::atomic<int> made{0};
   struct plain {
-    plain() { live.fetch_add(1); }
-    plain(plain&& o) noexcept : counted(std::exchange(o.counted, false)) {}
+    plain() : id(made.fetch_add(1) + 1) { live.fetch_add(1); }
+    plain(plain&& o) noexcept : id(o.id), counted(std::exchange(o.counted, false)) {}
     plain(const plain&) = delete;
     auto operator=(const plain&) -> plain& = delete;
     auto operator=(plain&&) -> plain& = delete;
     ~plain() {
       if (counted) live.fetch_sub(1);
     }
+    int id;
     bool counted = true;
   };
+  // The stop sources of the cancellable acquires in flight, for the controller to fire.
+  std::mutex stops_mutex;
+  std::vector<std::stop_source*> stops;
+  std::atomic<std::uint64_t> cancelled{0};
+  std::atomic<std::uint64_t> evictions{0};
   const auto run_for = POOL_STRESS_SANITIZED ? 1500ms : 3000ms;
   std::atomic<std::size_t> limit{4};
   std::atomic<std::uint64_t> resize_seq{0};  // odd while set_max_size() runs
@@ -809,9 +819,26 @@ TEST_CASE("set_max_size and pause under load: within the limit, nothing lent whi
           const auto rs = resize_seq.load();
           const auto ps = pause_seq.load();
           std::error_code ec;
-          auto l = pool.acquire(std::chrono::milliseconds(pick(0, 4)), ec);
+          const auto timeout = std::chrono::milliseconds(pick(0, 4));
+          respool::lease<plain> l;
+          if (pick(0, 7) == 0) {
+            std::stop_source src;
+            {
+              std::lock_guard lk(stops_mutex);
+              stops.push_back(&src);
+            }
+            l = pool.acquire(src.get_token(), timeout, ec);
+            std::lock_guard lk(stops_mutex);
+            stops.erase(std::find(stops.begin(), stops.end(), &src));
+          } else {
+            l = pool.acquire(timeout, ec);
+          }
           if (!l) {
-            if (ec != respool::errc::timeout) g_violations.add("unexpected error: " + ec.message());
+            if (ec == respool::errc::cancelled) {
+              cancelled.fetch_add(1);
+            } else if (ec != respool::errc::timeout) {
+              g_violations.add("unexpected error: " + ec.message());
+            }
             timed_out.fetch_add(1);
             continue;
           }
@@ -837,7 +864,13 @@ TEST_CASE("set_max_size and pause under load: within the limit, nothing lent whi
         limit.store(n);  // shrinking: the bound once the call returned
         resize_seq.fetch_add(1);
         resizes.fetch_add(1);
-      } else if (action < 7) {
+      } else if (action == 7) {
+        pool.evict_if([](const plain& r) { return r.id % 3 == 0; });
+        evictions.fetch_add(1);
+      } else if (action == 8) {
+        std::lock_guard lk(stops_mutex);
+        if (!stops.empty()) stops[pick(0, static_cast<unsigned>(stops.size() - 1))]->request_stop();
+      } else {
         pool.pause();
         pause_seq.fetch_add(1);
         std::this_thread::sleep_for(std::chrono::microseconds(pick(100, 3'000)));
@@ -856,11 +889,14 @@ TEST_CASE("set_max_size and pause under load: within the limit, nothing lent whi
     const auto st = pool.stats();
     if (st.total != 0) g_violations.add("total " + std::to_string(st.total) + " after close()");
   }
-  std::printf("pool_stress: resize/pause: %llu lent, %llu timed out, %llu resizes, %llu pauses\n",
+  std::printf("pool_stress: resize/pause: %llu lent, %llu timed out or cancelled (%llu "
+              "cancelled), %llu resizes, %llu pauses, %llu evict_if\n",
               static_cast<unsigned long long>(lent.load()),
               static_cast<unsigned long long>(timed_out.load()),
+              static_cast<unsigned long long>(cancelled.load()),
               static_cast<unsigned long long>(resizes.load()),
-              static_cast<unsigned long long>(pauses.load()));
+              static_cast<unsigned long long>(pauses.load()),
+              static_cast<unsigned long long>(evictions.load()));
   std::fflush(stdout);
   INFO("first violation: " << g_violations.first());
   CHECK(g_violations.count() == 0);
@@ -868,4 +904,5 @@ TEST_CASE("set_max_size and pause under load: within the limit, nothing lent whi
   CHECK(lent.load() > 1'000);
   CHECK(resizes.load() > 10);
   CHECK(pauses.load() > 5);
+  CHECK(evictions.load() > 5);
 }

@@ -77,6 +77,7 @@ auto known_pool_stats() -> respool::pool_stats {
   s.fast_failures = 11;
   s.shed = 12;
   s.cancelled = 14;
+  s.paused = true;
   s.wait.buckets[0] = 2;   // [0, 1 us)
   s.wait.buckets[1] = 1;   // [1, 2 us)
   s.wait.buckets[3] = 4;   // [4, 8 us)
@@ -143,6 +144,7 @@ TEST_CASE("pool metrics: OpenTelemetry's connection-pool names, one line per val
                               "# TYPE db_client_connection_timeouts_total counter",
                               R"(db_client_connection_timeouts_total{pool_name="db"} 7)",
                               R"(respool_connection_creating{pool_name="db"} 1)",
+                              R"(respool_connection_paused{pool_name="db"} 1)",
                               R"(respool_connection_acquired_total{pool_name="db"} 1000)",
                               R"(respool_connection_created_total{pool_name="db"} 9)",
                               R"(respool_connection_create_failures_total{pool_name="db"} 2)",
