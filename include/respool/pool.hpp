@@ -120,9 +120,9 @@ class pool {
   [[nodiscard]] auto acquire(std::chrono::duration<Rep, Period> timeout, std::error_code& ec,
                              std::source_location where = std::source_location::current())
       -> lease_type {
-    detail::acquire_failure fail;
+    detail::failure_slot fail;
     auto l = core_->acquire(detail::saturating_ns(timeout), where, &fail);
-    ec = l ? std::error_code{} : make_error_code(fail.code);
+    ec = l ? std::error_code{} : code_of(fail);
     return l;
   }
 
@@ -135,9 +135,9 @@ class pool {
   [[nodiscard]] auto acquire(std::stop_token stop, std::chrono::duration<Rep, Period> timeout,
                              std::source_location where = std::source_location::current())
       -> lease_type {
-    detail::acquire_failure fail;
+    detail::failure_slot fail;
     auto l = core_->acquire(stop, detail::saturating_ns(timeout), where, &fail);
-    if (!l) throw error(fail.code, fail.message, fail.cause);
+    if (!l) raise(fail);
     return l;
   }
 
@@ -146,9 +146,9 @@ class pool {
                              std::error_code& ec,
                              std::source_location where = std::source_location::current())
       -> lease_type {
-    detail::acquire_failure fail;
+    detail::failure_slot fail;
     auto l = core_->acquire(stop, detail::saturating_ns(timeout), where, &fail);
-    ec = l ? std::error_code{} : make_error_code(fail.code);
+    ec = l ? std::error_code{} : code_of(fail);
     return l;
   }
 
@@ -224,16 +224,16 @@ class pool {
   /// **Example**: `db.wait_ready(5s);  // at start-up: fail loudly if the database is not there`
   template <class Rep, class Period>
   void wait_ready(std::chrono::duration<Rep, Period> timeout) {
-    detail::acquire_failure fail;
+    detail::failure_slot fail;
     if (!core_->wait_ready(detail::saturating_ns(timeout), &fail))
-      throw error(fail.code, fail.message, fail.cause);
+      raise(fail);
   }
   /// Non-throwing form: true when ready, else false with `ec` set.
   template <class Rep, class Period>
   auto wait_ready(std::chrono::duration<Rep, Period> timeout, std::error_code& ec) -> bool {
-    detail::acquire_failure fail;
+    detail::failure_slot fail;
     const bool ready = core_->wait_ready(detail::saturating_ns(timeout), &fail);
-    ec = ready ? std::error_code{} : make_error_code(fail.code);
+    ec = ready ? std::error_code{} : code_of(fail);
     return ready;
   }
 
@@ -242,12 +242,20 @@ class pool {
     o.validate();
     return o;
   }
+  // What the slow path wrote (every failure writes it; a timeout if one ever did not).
+  [[noreturn]] RESPOOL_DETAIL_COLD static void raise(detail::failure_slot& f) {
+    if (!f) throw error(errc::timeout, "respool: acquire failed");
+    throw error(f->code, std::move(f->message), std::move(f->cause));
+  }
+  static auto code_of(const detail::failure_slot& f) noexcept -> std::error_code {
+    return make_error_code(f ? f->code : errc::timeout);
+  }
   // `timeout` in pool units (detail::saturating_ns: any duration type, negative is 0, huge is
   // forever).
   auto acquire_or_throw(std::int64_t timeout, const std::source_location& where) -> lease_type {
-    detail::acquire_failure fail;
+    detail::failure_slot fail;
     auto l = core_->acquire(timeout, where, &fail);
-    if (!l) throw error(fail.code, fail.message, fail.cause);
+    if (!l) raise(fail);
     return l;
   }
 

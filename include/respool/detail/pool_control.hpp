@@ -104,7 +104,7 @@ void pool_core<F, V, S, Clock>::resume() {
 // Until min_idle resources exist (idle or in use), the pool closes, or the timeout; the timeout
 // error carries the last creation error as its cause.
 template <class F, class V, class S, class Clock>
-auto pool_core<F, V, S, Clock>::wait_ready(std::int64_t timeout, acquire_failure* fail) -> bool {
+auto pool_core<F, V, S, Clock>::wait_ready(std::int64_t timeout, failure_slot* fail) -> bool {
   std::unique_lock lk(mutex_);
   const auto deadline = add_sat(clock_.now(), timeout);
   for (;;) {

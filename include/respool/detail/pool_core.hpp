@@ -100,6 +100,10 @@ struct acquire_failure {
   std::string message;
   std::exception_ptr cause;
 };
+// Where the slow path writes why an acquire failed. Empty until it does, so an acquire pays a
+// flag's store and test for it, not a string's and an exception_ptr's set-up and destruction
+// (about ten instructions of the uncontended cycle).
+using failure_slot = std::optional<acquire_failure>;
 
 inline auto describe_exception(const std::exception_ptr& e) -> std::string {
   if (!e) return {};
@@ -167,7 +171,7 @@ class pool_core final : public lease_home<resource_t<F>> {
 
   // ---------------------------------------------------------------- acquire
 
-  auto acquire(std::int64_t timeout, const std::source_location& where, acquire_failure* fail)
+  auto acquire(std::int64_t timeout, const std::source_location& where, failure_slot* fail)
       -> lease<R> {
     return acquire_from(timeout, where, fail, nullptr);
   }
@@ -175,7 +179,7 @@ class pool_core final : public lease_home<resource_t<F>> {
   // The same, cancellable: a stop request makes it fail with errc::cancelled, at once if it
   // came first, else as soon as it comes while the caller waits (its place in the queue goes).
   auto acquire(const std::stop_token& stop, std::int64_t timeout, const std::source_location& where,
-               acquire_failure* fail) -> lease<R> {
+               failure_slot* fail) -> lease<R> {
     if (stop.stop_requested()) return cancelled(fail);
     return acquire_from(timeout, where, fail, &stop);
   }
@@ -367,7 +371,7 @@ class pool_core final : public lease_home<resource_t<F>> {
   void set_max_size(std::size_t n);
   void pause();
   void resume();
-  auto wait_ready(std::int64_t timeout, acquire_failure* fail) -> bool;
+  auto wait_ready(std::int64_t timeout, failure_slot* fail) -> bool;
 
  private:
   static constexpr std::int64_t spin_ns = 4'000;  // a hand-off usually comes within this
@@ -484,10 +488,11 @@ class pool_core final : public lease_home<resource_t<F>> {
     // seq_cst after the claiming CAS: either close() sees this slot leased, or we see it closed.
     const auto now = coarse_now_.load(std::memory_order_relaxed);
     const auto c = table_.control().load();
-    if (auto why = stale_reason(s, c, now)) return failed(*why);
-    if (c.gated()) {
+    if (c.closed_or_gated()) {
+      if (c.closed()) return failed(destroy_reason::closed);
       if (const auto b = gated_borrow(s, w); b != borrow::ok) return b;
     }
+    if (auto why = stale_reason_when_open(s, c, now)) return failed(*why);
     if constexpr (!std::is_same_v<V, always_valid>) {
       const auto after = cfg_.validate_after_idle;
       // 0 validates every borrow, even one the coarse clock places "before" the last return.
@@ -551,6 +556,11 @@ class pool_core final : public lease_home<resource_t<F>> {
                                          std::int64_t now) noexcept
       -> std::optional<destroy_reason> {
     if (c.closed()) return destroy_reason::closed;
+    return stale_reason_when_open(s, c, now);
+  }
+  [[nodiscard]] static auto stale_reason_when_open(const slot_type& s, control_word::view c,
+                                                   std::int64_t now) noexcept
+      -> std::optional<destroy_reason> {
     if (s.generation != c.generation()) return destroy_reason::evicted;
     if (now >= s.expires_at.load(std::memory_order_relaxed)) return destroy_reason::lifetime;
     return std::nullopt;
@@ -583,7 +593,7 @@ class pool_core final : public lease_home<resource_t<F>> {
   // queue behind one another on the lock: 0.85x the mutex pool under contention.)
   void return_slot(slot_type& s) noexcept {
     auto c = table_.control().load();
-    if (!c.gated() && (c.waiters() == 0 || !handoff_maybe_due())) {
+    if (!c.waiters_or_gated() || (!c.gated() && !handoff_maybe_due())) {
       if (!table_.begin_return(s)) return drop_orphan(s);
       c = table_.control().load();  // S4: after the mark
       // An eviction since the check in release(): its sweep may have passed this slot while
@@ -591,7 +601,7 @@ class pool_core final : public lease_home<resource_t<F>> {
       // And an evict_if() since that check: its sweep may have passed this slot too (the
       // flag is read after the mark, as the generation is).
       // The gate likewise (paused, or over a lowered max_size: the lock decides).
-      if (!c.closed() && !c.gated() && c.generation() == s.generation &&
+      if (!c.closed_or_gated() && c.generation() == s.generation &&
           !s.evict_check.load(std::memory_order_seq_cst)) {
         if (c.waiters() == 0) return slot_table<R>::finish_return(s);
         // P3 without the lock. A running waiter may be mid-scan: announce, so it looks again
@@ -778,29 +788,30 @@ class pool_core final : public lease_home<resource_t<F>> {
   // ---- waiting (defined in pool_waiting.hpp)
   // Both acquires: an idle resource at once, else the slow path (which looks at idle slots
   // again unless the pool turned out to be paused).
-  auto acquire_from(std::int64_t timeout, const std::source_location& where, acquire_failure* fail,
+  auto acquire_from(std::int64_t timeout, const std::source_location& where, failure_slot* fail,
                     const std::stop_token* stop) -> lease<R> {
     // Pool time is read only once this acquire does something slow (validates or queues), so
     // the uncontended path reads no clock; the deadline counts from that first reading.
     std::int64_t deadline = 0;
+    bool look = true;  // the slow path looks at idle slots again, unless the pool is paused
     if (!cfg_.strict_fifo() || table_.control().load().waiters() == 0) {
       if (slot_type* s = claim()) {
         switch (borrow_check(*s, deadline, timeout, nullptr)) {
           case borrow::ok: return grant(*s, to_site(where));
           case borrow::too_late: return timed_out(fail, timeout, "; no time left to validate");
           case borrow::retired: break;
-          case borrow::paused: return acquire_slow(timeout, deadline, where, fail, stop, false);
+          case borrow::paused: look = false; break;
         }
       }
     }
-    return acquire_slow(timeout, deadline, where, fail, stop, true);
+    return acquire_slow(timeout, deadline, where, fail, stop, look);
   }
-  RESPOOL_DETAIL_COLD auto acquire_slow(std::int64_t timeout, std::int64_t deadline, const std::source_location& where, acquire_failure* fail, const std::stop_token* stop, bool look) -> lease<R>;
+  RESPOOL_DETAIL_COLD auto acquire_slow(std::int64_t timeout, std::int64_t deadline, const std::source_location& where, failure_slot* fail, const std::stop_token* stop, bool look) -> lease<R>;
   void cancel_waiter(waiter& w) noexcept;
-  RESPOOL_DETAIL_COLD auto cancelled(acquire_failure* fail) -> lease<R>;
-  auto wait_for_slot(waiter& w, std::int64_t deadline, std::int64_t timeout, acquire_failure* fail, bool& fresh) -> slot_type*;
-  auto admit_locked(waiter& w, std::int64_t now, std::int64_t deadline, acquire_failure* fail) -> bool;
-  auto hopeless_locked(std::int64_t now, std::int64_t deadline, acquire_failure* fail) -> bool;
+  RESPOOL_DETAIL_COLD auto cancelled(failure_slot* fail) -> lease<R>;
+  auto wait_for_slot(waiter& w, std::int64_t deadline, std::int64_t timeout, failure_slot* fail, bool& fresh) -> slot_type*;
+  auto admit_locked(waiter& w, std::int64_t now, std::int64_t deadline, failure_slot* fail) -> bool;
+  auto hopeless_locked(std::int64_t now, std::int64_t deadline, failure_slot* fail) -> bool;
   void join_queue_locked(waiter& w, std::int64_t deadline) noexcept;
   void keep_place(waiter& w);
   void keep_place_locked(waiter& w) noexcept;
@@ -808,9 +819,9 @@ class pool_core final : public lease_home<resource_t<F>> {
   void abandon(waiter& w) noexcept;
   auto wait_queued_locked(waiter& w, std::unique_lock<std::mutex>& lk) -> slot_type*;
   auto scan_and_spin(waiter& w, bool spin, typename slot_table<R>::scan_notes& notes) noexcept -> slot_type*;
-  auto refuse_at_once(acquire_failure* fail) -> lease<R>;
-  RESPOOL_DETAIL_COLD auto timed_out(acquire_failure* fail, std::int64_t timeout, const char* detail) -> lease<R>;
-  auto fail_locked(acquire_failure* fail, errc code, const std::string& why) -> slot_type*;
+  auto refuse_at_once(failure_slot* fail) -> lease<R>;
+  RESPOOL_DETAIL_COLD auto timed_out(failure_slot* fail, std::int64_t timeout, const char* detail) -> lease<R>;
+  auto fail_locked(failure_slot* fail, errc code, const std::string& why) -> slot_type*;
   auto make_failure_locked(errc code, const std::string& why, std::exception_ptr cause, std::size_t waiters_shown) const -> acquire_failure;
   auto make_failure_locked(errc code, const std::string& why, std::exception_ptr cause) const -> acquire_failure;
   void fail_all_waiters_locked(errc code, const std::string& why, const std::exception_ptr& cause);

@@ -11,7 +11,7 @@ namespace detail {
 // Nothing idle at the first look, or it failed its check: try again, then wait. The waiter
 // record (with its condition variable) exists only here, off the fast path.
 template <class F, class V, class S, class Clock>
-auto pool_core<F, V, S, Clock>::acquire_slow(std::int64_t timeout, std::int64_t deadline, const std::source_location& where, acquire_failure* fail, const std::stop_token* stop, bool look) -> lease<R> {
+auto pool_core<F, V, S, Clock>::acquire_slow(std::int64_t timeout, std::int64_t deadline, const std::source_location& where, failure_slot* fail, const std::stop_token* stop, bool look) -> lease<R> {
   waiter w;
   // Registered before any lock is taken (a stop already requested runs it here and now), and
   // unregistered on the way out with no lock held: it takes mutex_ itself.
@@ -61,7 +61,7 @@ auto pool_core<F, V, S, Clock>::acquire_slow(std::int64_t timeout, std::int64_t 
 // Shed, fail fast, or queue until a resource is handed over or found idle, the deadline
 // passes, or the pool gives up on us (closed, backend down). `fresh`: no borrow check needed.
 template <class F, class V, class S, class Clock>
-auto pool_core<F, V, S, Clock>::wait_for_slot(waiter& w, std::int64_t deadline, std::int64_t timeout, acquire_failure* fail, bool& fresh) -> slot_type* {
+auto pool_core<F, V, S, Clock>::wait_for_slot(waiter& w, std::int64_t deadline, std::int64_t timeout, failure_slot* fail, bool& fresh) -> slot_type* {
   std::unique_lock lk(mutex_);
   const auto now = clock_.now();
   coarse_now_.store(now, std::memory_order_relaxed);
@@ -105,7 +105,7 @@ auto pool_core<F, V, S, Clock>::wait_for_slot(waiter& w, std::int64_t deadline, 
 // A first arrival: shed beyond max_waiters, or fail fast while the backend is known down and
 // nothing alive could serve it. Starts its fairness clock.
 template <class F, class V, class S, class Clock>
-auto pool_core<F, V, S, Clock>::admit_locked(waiter& w, std::int64_t now, std::int64_t deadline, acquire_failure* fail) -> bool {
+auto pool_core<F, V, S, Clock>::admit_locked(waiter& w, std::int64_t now, std::int64_t deadline, failure_slot* fail) -> bool {
   if (queue_.size() >= cfg_.max_waiters) {
     ++shed_;
     fail_locked(fail, errc::exhausted,
@@ -132,7 +132,7 @@ auto pool_core<F, V, S, Clock>::admit_locked(waiter& w, std::int64_t now, std::i
 // hold over max_size, already exceeds what is left of its timeout. Needs a mean: until a hold
 // has been timed, nobody is refused.
 template <class F, class V, class S, class Clock>
-auto pool_core<F, V, S, Clock>::hopeless_locked(std::int64_t now, std::int64_t deadline, acquire_failure* fail) -> bool {
+auto pool_core<F, V, S, Clock>::hopeless_locked(std::int64_t now, std::int64_t deadline, failure_slot* fail) -> bool {
   const auto hold = hold_avg_ns_.load(std::memory_order_relaxed);
   if (hold == 0 || deadline == never_ns) return false;
   const auto place = queue_.size() + 1;
@@ -294,7 +294,7 @@ void pool_core<F, V, S, Clock>::cancel_waiter(waiter& w) noexcept {
 }
 
 template <class F, class V, class S, class Clock>
-auto pool_core<F, V, S, Clock>::cancelled(acquire_failure* fail) -> lease<R> {
+auto pool_core<F, V, S, Clock>::cancelled(failure_slot* fail) -> lease<R> {
   std::lock_guard lk(mutex_);
   ++cancelled_;
   fail_locked(fail, errc::cancelled, "acquire cancelled: its stop token was triggered");
@@ -302,13 +302,13 @@ auto pool_core<F, V, S, Clock>::cancelled(acquire_failure* fail) -> lease<R> {
 }
 
 template <class F, class V, class S, class Clock>
-auto pool_core<F, V, S, Clock>::refuse_at_once(acquire_failure* fail) -> lease<R> {
+auto pool_core<F, V, S, Clock>::refuse_at_once(failure_slot* fail) -> lease<R> {
   request_spare();
   return timed_out(fail, 0, "; acquire(0) does not wait");
 }
 
 template <class F, class V, class S, class Clock>
-auto pool_core<F, V, S, Clock>::timed_out(acquire_failure* fail, std::int64_t timeout, const char* detail) -> lease<R> {
+auto pool_core<F, V, S, Clock>::timed_out(failure_slot* fail, std::int64_t timeout, const char* detail) -> lease<R> {
   const auto ms = timeout / 1'000'000;
   std::unique_lock lk(mutex_);
   ++timeouts_;
@@ -321,7 +321,7 @@ auto pool_core<F, V, S, Clock>::timed_out(acquire_failure* fail, std::int64_t ti
 }
 
 template <class F, class V, class S, class Clock>
-auto pool_core<F, V, S, Clock>::fail_locked(acquire_failure* fail, errc code, const std::string& why) -> slot_type* {
+auto pool_core<F, V, S, Clock>::fail_locked(failure_slot* fail, errc code, const std::string& why) -> slot_type* {
   if (fail != nullptr) *fail = make_failure_locked(code, why, nullptr);
   return nullptr;
 }

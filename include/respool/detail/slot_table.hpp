@@ -196,6 +196,13 @@ class control_word {
       return static_cast<std::uint32_t>((raw >> 1U) & 0x3fffffffU);
     }
     [[nodiscard]] auto gated() const noexcept -> bool { return (raw & gate_bit) != 0; }
+    // One test each for the fast paths: closed or gated; waiters queued or gated.
+    [[nodiscard]] auto closed_or_gated() const noexcept -> bool {
+      return (raw & (1U | gate_bit)) != 0;
+    }
+    [[nodiscard]] auto waiters_or_gated() const noexcept -> bool {
+      return (raw & (waiters_mask | gate_bit)) != 0;
+    }
     [[nodiscard]] auto generation() const noexcept -> std::uint32_t {
       return static_cast<std::uint32_t>(raw >> 32U);
     }
@@ -219,6 +226,7 @@ class control_word {
 
  private:
   static constexpr std::uint64_t gate_bit = std::uint64_t{1} << 31U;
+  static constexpr std::uint64_t waiters_mask = std::uint64_t{0x3fffffffU} << 1U;
   std::atomic<std::uint64_t> word_{0};
 };
 
