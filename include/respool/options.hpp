@@ -81,7 +81,12 @@ struct pool_options {
   /// resolution. 0 runs no housekeeping thread: call `pool::run_maintenance()` yourself.
   /// At most `max_housekeeping_interval`.
   duration housekeeping_interval = std::chrono::milliseconds(100);
-  /// A lease destroyed while an exception unwinds the stack: see `unwind_policy`.
+  /// A lease destroyed while an exception unwinds the stack: more exceptions in flight on its
+  /// thread than when it was granted (so not one taken and dropped inside a destructor during
+  /// unwinding, nor an explicit `discard()` or `return_to_pool()`). `validate` resets it, then
+  /// validates it before its next borrow whatever `validate_after_idle` says (a failure destroys
+  /// it, `failed_validation`; with `always_valid` it is simply returned); `discard` destroys it
+  /// without a reset (`unwound`); `return_to_pool` returns it as if nothing happened.
   unwind_policy on_unwind = unwind_policy::validate;
   /// A thread that holds a lease from this pool and acquires again raises event
   /// `nested_acquire` naming both call sites (the deadlock behind "T * (C - 1) + 1"). Off: no

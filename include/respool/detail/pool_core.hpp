@@ -190,7 +190,7 @@ class pool_core final : public lease_home<resource_t<F>> {
 
   // ---------------------------------------------------------------- release (lease_home)
 
-  void release(slot_type& s, bool discard) noexcept override {
+  void release(slot_type& s, lease_end how) noexcept override {
 #if RESPOOL_DEBUG_CHECKS
     if (s.debug_holders.fetch_sub(1, std::memory_order_relaxed) != 1)
       debug_check_failed("a lease returned a resource it did not hold alone");
@@ -199,10 +199,15 @@ class pool_core final : public lease_home<resource_t<F>> {
     const auto now = coarse_now_.load(std::memory_order_relaxed);
     if (cfg_.leak_threshold != never_ns) report_leak_return(s, now);
     // Decide before resetting: a resource about to be destroyed is not reset.
-    auto why = retire_reason(s, discard, now);
+    auto why = retire_reason(s, how, now);
     if (!why && s.evict_check.load(std::memory_order_seq_cst) && matches_evict_check(s))
       why = destroy_reason::evicted;
     if (!why && !invoke_resetter(s)) why = destroy_reason::failed_reset;
+    // Unwound (on_unwind = validate): it may be broken, whatever the reset said; the next
+    // borrower validates it first. Without a validator there is nothing to ask.
+    if constexpr (!std::is_same_v<V, always_valid>)
+      if (how == lease_end::unwound && cfg_.on_unwind == unwind_policy::validate)
+        s.must_validate = true;
     s.last_used.store(now, std::memory_order_relaxed);
     tls_hints.remember(id_, s.index);
     if (why) {
@@ -440,7 +445,8 @@ class pool_core final : public lease_home<resource_t<F>> {
   // ---- borrowing
 
   // Checks a claimed resource before lending it: closed, lifetime, eviction, validate after
-  // idle. Validates only before the caller's deadline (reading the clock for it if not yet).
+  // idle or after an unwound lease. Validates only before the caller's deadline (reading the
+  // clock for it if not yet).
   // A caller that came through the queue rejoins it at its place before its resource is
   // retired, so the replacement is still its (Q2).
   auto borrow_check(slot_type& s, std::int64_t& deadline, std::int64_t timeout, waiter* w)
@@ -456,15 +462,17 @@ class pool_core final : public lease_home<resource_t<F>> {
     if constexpr (!std::is_same_v<V, always_valid>) {
       const auto after = cfg_.validate_after_idle;
       // 0 validates every borrow, even one the coarse clock places "before" the last return.
-      if (after == 0 ||
+      // An unwound lease's resource is validated whatever `after` says (`never` included).
+      if (after == 0 || s.must_validate ||
           (after != never_ns && now - s.last_used.load(std::memory_order_relaxed) >= after)) {
         const auto t = clock_.now();
         if (deadline == 0) deadline = add_sat(t, timeout);
         if (t > deadline) {
-          return_slot(s);
+          return_slot(s);  // still marked: the next borrower validates it
           return borrow::too_late;
         }
         if (!invoke_validator(s)) return failed(destroy_reason::failed_validation);
+        s.must_validate = false;
       }
     }
     return borrow::ok;
@@ -521,9 +529,12 @@ class pool_core final : public lease_home<resource_t<F>> {
     return std::nullopt;
   }
 
-  auto retire_reason(slot_type& s, bool discard, std::int64_t now) noexcept
+  auto retire_reason(slot_type& s, lease_end how, std::int64_t now) noexcept
       -> std::optional<destroy_reason> {
-    if (discard) return destroy_reason::discarded;
+    if (how != lease_end::returned) [[unlikely]] {
+      if (how == lease_end::discarded) return destroy_reason::discarded;
+      if (cfg_.on_unwind == unwind_policy::discard) return destroy_reason::unwound;
+    }
     if (auto why = stale_reason(s, table_.control().load(), now)) return why;
     if (cfg_.max_uses != 0 && ++s.uses >= cfg_.max_uses) return destroy_reason::max_uses;
     return std::nullopt;

@@ -69,6 +69,7 @@ auto pool_core<F, V, S, Clock>::create_one_locked(std::unique_lock<std::mutex>& 
   last_error_text_.clear();
   s.uses = 0;
   s.generation = generation;
+  s.must_validate = false;
   s.last_checked.store(now, std::memory_order_relaxed);
   s.last_used.store(now, std::memory_order_relaxed);
   s.expires_at.store(lifetime_deadline(now), std::memory_order_relaxed);

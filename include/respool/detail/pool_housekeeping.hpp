@@ -104,6 +104,7 @@ void pool_core<F, V, S, Clock>::finish_keepalive(slot_type& s) noexcept {
   bool ok = true;
   if constexpr (!std::is_same_v<V, always_valid>) ok = invoke_validator(s);
   if (!ok) return destroy_reserved(s, destroy_reason::failed_validation);
+  s.must_validate = false;  // validated: an unwound lease's mark is honoured
   std::unique_lock lk(mutex_);
   const auto dropped = make_available_locked(s, true, lk);
   if (!dropped) return;

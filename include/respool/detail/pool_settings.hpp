@@ -31,6 +31,7 @@ struct pool_settings {
   std::int64_t fairness_window;        // 0: strict FIFO hand-off
   std::uint32_t fail_fast_after;
   std::size_t max_spinners;            // waiters allowed to spin at once (half the cores)
+  unwind_policy on_unwind;
 
   [[nodiscard]] auto strict_fifo() const noexcept -> bool { return fairness_window == 0; }
 
@@ -56,6 +57,7 @@ struct pool_settings {
     s.fairness_window = saturating_ns(o.fairness_window);
     s.fail_fast_after = o.fail_fast_after;
     s.max_spinners = std::max(1U, std::thread::hardware_concurrency() / 2);
+    s.on_unwind = o.on_unwind;
     return s;
   }
 };
