@@ -53,18 +53,24 @@ inline auto with_thousands(long long n) -> std::string {
   return n < 0 ? "-" + out : out;
 }
 
-/// "orders.cpp:88 (load_order) for 2,340 ms".
-inline auto describe_holder(const lease_holder& h) -> std::string {
-  std::string out(file_base_name(h.site.file_name));
+/// "orders.cpp:88 (load_order)".
+inline auto describe_site(const acquire_site& site) -> std::string {
+  std::string out(file_base_name(site.file_name));
   if (out.empty()) out = "unknown site";
-  if (h.site.line != 0) out += ":" + std::to_string(h.site.line);
-  const auto fn = function_short_name(h.site.function_name);
+  if (site.line != 0) out += ":" + std::to_string(site.line);
+  const auto fn = function_short_name(site.function_name);
   if (!fn.empty()) {
     out += " (";
     out += fn;
     out += ")";
   }
-  return out + " for " + with_thousands(static_cast<long long>(h.held.count())) + " ms";
+  return out;
+}
+
+/// "orders.cpp:88 (load_order) for 2,340 ms".
+inline auto describe_holder(const lease_holder& h) -> std::string {
+  return describe_site(h.site) + " for " + with_thousands(static_cast<long long>(h.held.count())) +
+         " ms";
 }
 
 /// "held longest by A for 2,340 ms, B for 1,910 ms" for the first `most` of `holders` (longest

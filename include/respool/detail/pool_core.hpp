@@ -332,11 +332,8 @@ class pool_core final : public lease_home<resource_t<F>> {
       const auto& s = table_[i];
       if (slot_table<R>::state_of(s) != slot_state::in_use) continue;
       const auto at = s.acquired_at.load(std::memory_order_acquire);  // pairs with grant()
-      out.push_back({{s.site_file.load(std::memory_order_relaxed),
-                      s.site_function.load(std::memory_order_relaxed),
-                      s.site_line.load(std::memory_order_relaxed)},
-                     std::chrono::duration_cast<std::chrono::milliseconds>(
-                         ns(std::max<std::int64_t>(0, now - at)))});
+      out.push_back({site_of(s), std::chrono::duration_cast<std::chrono::milliseconds>(
+                                     ns(std::max<std::int64_t>(0, now - at)))});
     }
     std::stable_sort(out.begin(), out.end(),
                      [](const lease_holder& a, const lease_holder& b) { return a.held > b.held; });
@@ -492,6 +489,14 @@ class pool_core final : public lease_home<resource_t<F>> {
     s.site_line.store(site.line, std::memory_order_relaxed);
     s.acquired_at.store(coarse_now_.load(std::memory_order_relaxed), std::memory_order_release);
     return lease_access::make<R>(this, &s);
+  }
+
+  // Where the lease out on `s` was acquired (grant() stores it). Read by others than the holder
+  // without owning the slot, it may mix a lease returned meanwhile with the next (diagnostics).
+  static auto site_of(const slot_type& s) noexcept -> acquire_site {
+    return {s.site_file.load(std::memory_order_relaxed),
+            s.site_function.load(std::memory_order_relaxed),
+            s.site_line.load(std::memory_order_relaxed)};
   }
 
   auto invoke_validator(slot_type& s) noexcept -> bool {
