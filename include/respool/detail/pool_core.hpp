@@ -76,6 +76,7 @@
 #include "../options.hpp"
 #include "../stats.hpp"
 #include "creation_policy.hpp"
+#include "held_leases.hpp"
 #include "holder_text.hpp"
 #include "pool_settings.hpp"
 #include "pool_time.hpp"
@@ -195,6 +196,7 @@ class pool_core final : public lease_home<resource_t<F>> {
     if (s.debug_holders.fetch_sub(1, std::memory_order_relaxed) != 1)
       debug_check_failed("a lease returned a resource it did not hold alone");
 #endif
+    if (cfg_.detect_nested_acquire) [[unlikely]] forget_held(s);
     if (s.use_timed_from != 0) record_use_time(s);
     const auto now = coarse_now_.load(std::memory_order_relaxed);
     if (cfg_.leak_threshold != never_ns) report_leak_return(s, now);
@@ -488,6 +490,7 @@ class pool_core final : public lease_home<resource_t<F>> {
     s.site_function.store(site.function_name, std::memory_order_relaxed);
     s.site_line.store(site.line, std::memory_order_relaxed);
     s.acquired_at.store(coarse_now_.load(std::memory_order_relaxed), std::memory_order_release);
+    if (cfg_.detect_nested_acquire) [[unlikely]] note_held(s, n);
     return lease_access::make<R>(this, &s);
   }
 
@@ -497,6 +500,60 @@ class pool_core final : public lease_home<resource_t<F>> {
     return {s.site_file.load(std::memory_order_relaxed),
             s.site_function.load(std::memory_order_relaxed),
             s.site_line.load(std::memory_order_relaxed)};
+  }
+
+  // ---- nested acquires (detect_nested_acquire): the leases a thread holds, in held_leases.hpp
+
+  // A grant: remembered by this thread, and marked on the slot. release: after the acquisition
+  // number, so a thread that sees the mark sees that number (pairs with still_held's acquire).
+  RESPOOL_DETAIL_COLD void note_held(slot_type& s, std::uint64_t acquisition) noexcept {
+    s.held.store(true, std::memory_order_release);
+    tls_held_leases.note(id_, s.index, acquisition);
+  }
+
+  // A return, on whatever thread. Relaxed: a thread that looks at the slot after this return
+  // happened-before its look sees the mark gone; one that does not cannot know of the return.
+  RESPOOL_DETAIL_COLD void forget_held(slot_type& s) noexcept {
+    s.held.store(false, std::memory_order_relaxed);
+    tls_held_leases.forget(id_, s.index, s.acquisitions.load(std::memory_order_relaxed));
+  }
+
+  // Whether the lease an entry remembers is still out: the slot is marked under the same
+  // acquisition number. A mark of a later grant comes with its higher number (note_held); between
+  // a return and the next grant (a hand-off to a waiter) the slot is unmarked.
+  auto still_held(const held_leases::entry& e) const noexcept -> bool {
+    const auto& s = table_[e.slot];
+    return s.held.load(std::memory_order_acquire) &&
+           s.acquisitions.load(std::memory_order_relaxed) == e.acquisition;
+  }
+
+  // An acquire() by a thread that holds a lease from this pool: the event, as it is called (it
+  // may be about to wait for good). Entries of leases returned meanwhile, here or elsewhere, go.
+  RESPOOL_DETAIL_COLD void report_nested_acquire(const std::source_location& where) noexcept {
+    if (tls_held_leases.reporting) return;
+    std::size_t held = 0;
+    acquire_site first{};
+    tls_held_leases.for_each(id_, [&](held_leases::entry& e) {
+      if (!still_held(e)) {
+        e.pool_id = 0;
+        return;
+      }
+      if (held++ == 0) first = site_of(table_[e.slot]);
+    });
+    if (held == 0) return;
+    try {
+      const auto acquiring = to_site(where);
+      const auto text = describe_nested_acquire(opts_.name, first, acquiring, held, cfg_.max_size);
+      pool_event e;
+      e.kind = event_kind::nested_acquire;
+      e.where = first;
+      e.acquiring = acquiring;
+      e.message = text;
+      tls_held_leases.reporting = true;
+      emit(e);
+      tls_held_leases.reporting = false;
+    } catch (...) {  // no memory for the text: no report, the acquire goes on
+    }
   }
 
   auto invoke_validator(slot_type& s) noexcept -> bool {
@@ -725,6 +782,7 @@ class pool_core final : public lease_home<resource_t<F>> {
   // Both acquires: an idle resource at once, else the slow path.
   auto acquire_from(std::int64_t timeout, const std::source_location& where, acquire_failure* fail,
                     const std::stop_token* stop) -> lease<R> {
+    if (cfg_.detect_nested_acquire) [[unlikely]] report_nested_acquire(where);
     // Pool time is read only once this acquire does something slow (validates or queues), so
     // the uncontended path reads no clock; the deadline counts from that first reading.
     std::int64_t deadline = 0;

@@ -40,6 +40,8 @@ struct alignas(cache_line) slot {
   // evict_if() predicates wait for this resource (pool_core::evict_checks_): its owner applies
   // them on return or at its next borrow. seq_cst on both sides (see pool_core::evict_if).
   std::atomic<bool> evict_check{false};
+  // detect_nested_acquire: leased, under acquisition number `acquisitions` (pool_core::still_held).
+  std::atomic<bool> held{false};
   // Owner-written like the fields at the top, kept here where a byte was free: its last lease was
   // unwound (on_unwind = validate), so it is validated before it is lent again.
   bool must_validate = false;
