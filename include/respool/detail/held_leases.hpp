@@ -21,33 +21,44 @@ struct held_leases {
   // a report may then be missed, never made up.
   static constexpr std::uint32_t ways = 8;
   entry held[ways];
+  std::uint32_t used;  // entries not free; with none, an acquire need not look
   std::uint32_t next_victim;
   // A report's callback runs on this thread: what it acquires is not reported (a callback that
   // logs through the pool would otherwise report its own acquire, and so on without end).
   bool reporting;
 
   void note(std::uint64_t pool, std::uint32_t slot, std::uint64_t acquisition) noexcept {
-    entry* e = nullptr;
-    for (auto& w : held) {
-      if (w.pool_id == 0) {
-        e = &w;
-        break;
+    if (used < ways) {
+      for (auto& w : held) {
+        if (w.pool_id == 0) {
+          w = {pool, acquisition, slot};
+          ++used;
+          return;
+        }
       }
     }
-    if (e == nullptr) e = &held[next_victim++ % ways];
-    *e = {pool, acquisition, slot};
+    held[next_victim++ % ways] = {pool, acquisition, slot};
   }
 
   void forget(std::uint64_t pool, std::uint32_t slot, std::uint64_t acquisition) noexcept {
-    for (auto& w : held)
-      if (w.pool_id == pool && w.slot == slot && w.acquisition == acquisition) w.pool_id = 0;
+    for (auto& w : held) {
+      if (w.pool_id == pool && w.slot == slot && w.acquisition == acquisition) {
+        w.pool_id = 0;
+        --used;
+        return;
+      }
+    }
   }
 
-  /// Calls `f(entry&)` on each entry of `pool`; `f` may free it (pool_id = 0).
-  template <class F>
-  void for_each(std::uint64_t pool, F&& f) noexcept {
-    for (auto& w : held)
-      if (w.pool_id == pool) f(w);
+  /// Keeps the entries of `pool` for which `still_held(entry)` is true; frees the others.
+  template <class Pred>
+  void keep_if(std::uint64_t pool, Pred&& still_held) noexcept {
+    for (auto& w : held) {
+      if (w.pool_id == pool && !still_held(w)) {
+        w.pool_id = 0;
+        --used;
+      }
+    }
   }
 };
 

@@ -533,12 +533,10 @@ class pool_core final : public lease_home<resource_t<F>> {
     if (tls_held_leases.reporting) return;
     std::size_t held = 0;
     acquire_site first{};
-    tls_held_leases.for_each(id_, [&](held_leases::entry& e) {
-      if (!still_held(e)) {
-        e.pool_id = 0;
-        return;
-      }
+    tls_held_leases.keep_if(id_, [&](const held_leases::entry& e) {
+      if (!still_held(e)) return false;
       if (held++ == 0) first = site_of(table_[e.slot]);
+      return true;
     });
     if (held == 0) return;
     try {
@@ -782,7 +780,8 @@ class pool_core final : public lease_home<resource_t<F>> {
   // Both acquires: an idle resource at once, else the slow path.
   auto acquire_from(std::int64_t timeout, const std::source_location& where, acquire_failure* fail,
                     const std::stop_token* stop) -> lease<R> {
-    if (cfg_.detect_nested_acquire) [[unlikely]] report_nested_acquire(where);
+    if (cfg_.detect_nested_acquire) [[unlikely]]
+      if (tls_held_leases.used != 0) report_nested_acquire(where);
     // Pool time is read only once this acquire does something slow (validates or queues), so
     // the uncontended path reads no clock; the deadline counts from that first reading.
     std::int64_t deadline = 0;
