@@ -31,7 +31,8 @@ enum class destroy_reason : std::uint8_t {
   closed,             ///< the pool was closed
   resized,            ///< `set_max_size()` lowered the limit below what was live
   unwound,            ///< its lease was destroyed by an exception unwinding the stack, with
-                      ///< `on_unwind = discard` (or it failed validation after one)
+                      ///< `on_unwind = discard` (with `validate`, a failed check after one is
+                      ///< `failed_validation`)
 };
 inline constexpr std::size_t destroy_reason_count = 10;
 

@@ -81,11 +81,19 @@ struct pool_options {
   /// resolution. 0 runs no housekeeping thread: call `pool::run_maintenance()` yourself.
   /// At most `max_housekeeping_interval`.
   duration housekeeping_interval = std::chrono::milliseconds(100);
-  /// A lease destroyed while an exception unwinds the stack: see `unwind_policy`.
+  /// A lease destroyed while an exception unwinds the stack: more exceptions in flight on its
+  /// thread than when it was granted (so not one taken and dropped inside a destructor during
+  /// unwinding, nor an explicit `discard()` or `return_to_pool()`). `validate` resets it, then
+  /// validates it before its next borrow whatever `validate_after_idle` says (a failure destroys
+  /// it, `failed_validation`; with `always_valid` it is simply returned); `discard` destroys it
+  /// without a reset (`unwound`); `return_to_pool` returns it as if nothing happened.
   unwind_policy on_unwind = unwind_policy::validate;
-  /// A thread that holds a lease from this pool and acquires again raises event
-  /// `nested_acquire` naming both call sites (the deadlock behind "T * (C - 1) + 1"). Off: no
-  /// cost.
+  /// A thread that holds a lease from this pool and calls `acquire()` again raises event
+  /// `nested_acquire` naming both call sites, at the call, before it waits: T threads each
+  /// holding n leases at once deadlock a pool smaller than T * (n - 1) + 1. `try_acquire()`,
+  /// which never waits, raises none (what it takes counts as held). A thread's last 8 leases are
+  /// tracked; one moved to another thread counts as held by the thread that took it until it is
+  /// returned. Off, or without `on_event`: a branch per acquire and return.
   bool detect_nested_acquire = false;
   /// Refuse at once (`errc::exhausted`, the estimate in the message) a caller whose estimated
   /// wait, its place in the queue times the recent mean hold time over `max_size`, already
@@ -93,8 +101,8 @@ struct pool_options {
   bool shed_hopeless = false;
   /// Names the pool in errors and events.
   std::string name = "pool";
-  /// Slow-path events (created, destroyed, creation failed, timeout, leak). Called without the
-  /// pool's lock held, possibly from several threads at once; must not throw.
+  /// Slow-path events (created, destroyed, creation failed, timeout, leak, nested acquire).
+  /// Called without the pool's lock held, possibly from several threads at once; must not throw.
   std::function<void(const pool_event&)> on_event{};
 
   /// The largest `max_size`: slot indices are 32-bit and each slot takes two cache lines.

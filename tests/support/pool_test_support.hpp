@@ -1,6 +1,6 @@
 #pragma once
-// Shared by the pool's unit tests: a manual clock, a resource that counts its live instances,
-// and a bounded wait for effects of the pool's background threads.
+// Shared by the pool's unit tests: a manual clock, a resource that counts its live instances, a
+// counting validator and resetter, and a bounded wait for effects of the pool's background threads.
 #include <atomic>
 #include <chrono>
 #include <cstdint>
@@ -44,6 +44,25 @@ struct resource {
   resource& operator=(resource&&) = delete;
   ~resource() {
     if (c) --c->live;
+  }
+};
+
+// A validator that counts its calls and passes the resources still `alive`.
+struct flag_validator {
+  std::shared_ptr<std::atomic<int>> calls = std::make_shared<std::atomic<int>>(0);
+  auto validate(resource& r) const -> bool {
+    ++*calls;
+    return r.alive;
+  }
+};
+
+// A resetter that counts its calls and cleans the session.
+struct counting_reset {
+  std::shared_ptr<std::atomic<int>> calls = std::make_shared<std::atomic<int>>(0);
+  auto reset(resource& r) const -> bool {
+    ++*calls;
+    r.session_state = 0;
+    return true;
   }
 };
 

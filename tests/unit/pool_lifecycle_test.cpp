@@ -9,18 +9,12 @@
 
 using namespace std::chrono_literals;
 using respool_test::eventually;
+using respool_test::flag_validator;
 using respool_test::manual_clock;
 using respool_test::resource;
 using respool_test::test_factory;
 
 namespace {
-struct flag_validator {
-  std::shared_ptr<std::atomic<int>> calls = std::make_shared<std::atomic<int>>(0);
-  auto validate(resource& r) const -> bool {
-    ++*calls;
-    return r.alive;
-  }
-};
 using manual_pool = respool::pool<test_factory, respool::always_valid, respool::no_reset, manual_clock>;
 using validated_pool = respool::pool<test_factory, flag_validator, respool::no_reset, manual_clock>;
 

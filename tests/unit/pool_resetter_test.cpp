@@ -10,20 +10,13 @@
 #include "respool_catch.hpp"
 
 using namespace std::chrono_literals;
+using respool_test::counting_reset;
 using respool_test::eventually;
 using respool_test::manual_clock;
 using respool_test::resource;
 using respool_test::test_factory;
 
 namespace {
-struct counting_reset {
-  std::shared_ptr<std::atomic<int>> calls = std::make_shared<std::atomic<int>>(0);
-  auto reset(resource& r) const -> bool {
-    ++*calls;
-    r.session_state = 0;
-    return true;
-  }
-};
 using reset_pool = respool::pool<test_factory, respool::always_valid, counting_reset, manual_clock>;
 
 auto manual(respool::pool_options o) -> respool::pool_options {

@@ -1,6 +1,7 @@
 #pragma once
-// How an error names who holds the resources: "held longest by orders.cpp:88 (load_order) for
-// 2,340 ms, cart.cpp:41 (add_item) for 1,910 ms". Pure functions over pool::holders() data.
+// How an error or event names who holds the resources: "held longest by orders.cpp:88
+// (load_order) for 2,340 ms, cart.cpp:41 (add_item) for 1,910 ms", and a nested acquire's two
+// call sites. Pure functions over acquire sites and pool::holders() data.
 #include <algorithm>
 #include <cstddef>
 #include <string>
@@ -53,18 +54,24 @@ inline auto with_thousands(long long n) -> std::string {
   return n < 0 ? "-" + out : out;
 }
 
-/// "orders.cpp:88 (load_order) for 2,340 ms".
-inline auto describe_holder(const lease_holder& h) -> std::string {
-  std::string out(file_base_name(h.site.file_name));
+/// "orders.cpp:88 (load_order)".
+inline auto describe_site(const acquire_site& site) -> std::string {
+  std::string out(file_base_name(site.file_name));
   if (out.empty()) out = "unknown site";
-  if (h.site.line != 0) out += ":" + std::to_string(h.site.line);
-  const auto fn = function_short_name(h.site.function_name);
+  if (site.line != 0) out += ":" + std::to_string(site.line);
+  const auto fn = function_short_name(site.function_name);
   if (!fn.empty()) {
     out += " (";
     out += fn;
     out += ")";
   }
-  return out + " for " + with_thousands(static_cast<long long>(h.held.count())) + " ms";
+  return out;
+}
+
+/// "orders.cpp:88 (load_order) for 2,340 ms".
+inline auto describe_holder(const lease_holder& h) -> std::string {
+  return describe_site(h.site) + " for " + with_thousands(static_cast<long long>(h.held.count())) +
+         " ms";
 }
 
 /// "held longest by A for 2,340 ms, B for 1,910 ms" for the first `most` of `holders` (longest
@@ -78,6 +85,28 @@ inline auto describe_longest_holders(const std::vector<lease_holder>& holders,
     if (i != 0) out += ", ";
     out += describe_holder(holders[i]);
   }
+  return out;
+}
+
+/// The `nested_acquire` event's message: where the thread took a lease it holds (one of
+/// `leases_held`), where it acquires again, and what that costs: T threads that each hold n
+/// leases at once deadlock a pool of fewer than T * (n - 1) + 1 (each holds n - 1 and waits for
+/// the last one; one more resource lets one of them finish).
+inline auto describe_nested_acquire(std::string_view pool, const acquire_site& held,
+                                    const acquire_site& acquiring, std::size_t leases_held,
+                                    std::size_t max_size) -> std::string {
+  std::string out = "nested acquire: this thread holds ";
+  out += leases_held == 1 ? std::string("a lease") : std::to_string(leases_held) + " leases";
+  out += " from pool '";
+  out += pool;
+  out += leases_held == 1 ? "' acquired at " + describe_site(held)
+                          : "' (one acquired at " + describe_site(held) + ")";
+  out += " and acquires again at " + describe_site(acquiring);
+  const auto n = leases_held + 1;
+  out += "; T threads each holding n leases at once can deadlock unless max_size >= T * (n - 1) "
+         "+ 1 (here n = " +
+         std::to_string(n) + " and max_size = " + std::to_string(max_size) + ": at most " +
+         std::to_string((max_size - 1) / (n - 1)) + " such threads)";
   return out;
 }
 

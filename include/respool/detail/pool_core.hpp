@@ -83,6 +83,7 @@
 #include "../options.hpp"
 #include "../stats.hpp"
 #include "creation_policy.hpp"
+#include "held_leases.hpp"
 #include "holder_text.hpp"
 #include "pool_settings.hpp"
 #include "pool_time.hpp"
@@ -202,19 +203,25 @@ class pool_core final : public lease_home<resource_t<F>> {
 
   // ---------------------------------------------------------------- release (lease_home)
 
-  void release(slot_type& s, bool discard) noexcept override {
+  void release(slot_type& s, lease_end how) noexcept override {
 #if RESPOOL_DEBUG_CHECKS
     if (s.debug_holders.fetch_sub(1, std::memory_order_relaxed) != 1)
       debug_check_failed("a lease returned a resource it did not hold alone");
 #endif
+    if (cfg_.detect_nested_acquire) [[unlikely]] forget_held(s);
     if (s.use_timed_from != 0) record_use_time(s);
     const auto now = coarse_now_.load(std::memory_order_relaxed);
     if (cfg_.leak_threshold != never_ns) report_leak_return(s, now);
     // Decide before resetting: a resource about to be destroyed is not reset.
-    auto why = retire_reason(s, discard, now);
+    auto why = retire_reason(s, how, now);
     if (!why && s.evict_check.load(std::memory_order_seq_cst) && matches_evict_check(s))
       why = destroy_reason::evicted;
     if (!why && !invoke_resetter(s)) why = destroy_reason::failed_reset;
+    // Unwound (on_unwind = validate): it may be broken, whatever the reset said; the next
+    // borrower validates it first. Without a validator there is nothing to ask.
+    if constexpr (!std::is_same_v<V, always_valid>)
+      if (how == lease_end::unwound && cfg_.on_unwind == unwind_policy::validate)
+        s.must_validate = true;
     s.last_used.store(now, std::memory_order_relaxed);
     tls_hints.remember(id_, s.index);
     if (why) {
@@ -345,11 +352,8 @@ class pool_core final : public lease_home<resource_t<F>> {
       const auto& s = table_[i];
       if (slot_table<R>::state_of(s) != slot_state::in_use) continue;
       const auto at = s.acquired_at.load(std::memory_order_acquire);  // pairs with grant()
-      out.push_back({{s.site_file.load(std::memory_order_relaxed),
-                      s.site_function.load(std::memory_order_relaxed),
-                      s.site_line.load(std::memory_order_relaxed)},
-                     std::chrono::duration_cast<std::chrono::milliseconds>(
-                         ns(std::max<std::int64_t>(0, now - at)))});
+      out.push_back({site_of(s), std::chrono::duration_cast<std::chrono::milliseconds>(
+                                     ns(std::max<std::int64_t>(0, now - at)))});
     }
     std::stable_sort(out.begin(), out.end(),
                      [](const lease_holder& a, const lease_holder& b) { return a.held > b.held; });
@@ -475,7 +479,8 @@ class pool_core final : public lease_home<resource_t<F>> {
   // ---- borrowing
 
   // Checks a claimed resource before lending it: closed, lifetime, eviction, validate after
-  // idle. Validates only before the caller's deadline (reading the clock for it if not yet).
+  // idle or after an unwound lease. Validates only before the caller's deadline (reading the
+  // clock for it if not yet).
   // A caller that came through the queue rejoins it at its place before its resource is
   // retired, so the replacement is still its (Q2).
   auto borrow_check(slot_type& s, std::int64_t& deadline, std::int64_t timeout, waiter* w)
@@ -496,15 +501,17 @@ class pool_core final : public lease_home<resource_t<F>> {
     if constexpr (!std::is_same_v<V, always_valid>) {
       const auto after = cfg_.validate_after_idle;
       // 0 validates every borrow, even one the coarse clock places "before" the last return.
-      if (after == 0 ||
+      // An unwound lease's resource is validated whatever `after` says (`never` included).
+      if (after == 0 || s.must_validate ||
           (after != never_ns && now - s.last_used.load(std::memory_order_relaxed) >= after)) {
         const auto t = clock_.now();
         if (deadline == 0) deadline = add_sat(t, timeout);
         if (t > deadline) {
-          return_slot(s);
+          return_slot(s);  // still marked: the next borrower validates it
           return borrow::too_late;
         }
         if (!invoke_validator(s)) return failed(destroy_reason::failed_validation);
+        s.must_validate = false;
       }
     }
     return borrow::ok;
@@ -523,7 +530,72 @@ class pool_core final : public lease_home<resource_t<F>> {
     s.site_function.store(site.function_name, std::memory_order_relaxed);
     s.site_line.store(site.line, std::memory_order_relaxed);
     s.acquired_at.store(coarse_now_.load(std::memory_order_relaxed), std::memory_order_release);
+    if (cfg_.detect_nested_acquire) [[unlikely]] note_held(s, n);
     return lease_access::make<R>(this, &s);
+  }
+
+  // Where the lease out on `s` was acquired (grant() stores it). Read by others than the holder
+  // without owning the slot, it may mix a lease returned meanwhile with the next (diagnostics).
+  static auto site_of(const slot_type& s) noexcept -> acquire_site {
+    return {s.site_file.load(std::memory_order_relaxed),
+            s.site_function.load(std::memory_order_relaxed),
+            s.site_line.load(std::memory_order_relaxed)};
+  }
+
+  // ---- nested acquires (detect_nested_acquire): the leases a thread holds, in held_leases.hpp
+
+  // A grant: remembered by this thread, and marked on the slot. release: after the acquisition
+  // number, so a thread that sees the mark sees that number (pairs with still_held's acquire).
+  RESPOOL_DETAIL_COLD void note_held(slot_type& s, std::uint64_t acquisition) noexcept {
+    s.held.store(true, std::memory_order_release);
+    tls_held_leases.note(id_, s.index, acquisition);
+  }
+
+  // A return, on whatever thread. Relaxed: a thread that looks at the slot after this return
+  // happened-before its look sees the mark gone; one that does not cannot know of the return.
+  RESPOOL_DETAIL_COLD void forget_held(slot_type& s) noexcept {
+    s.held.store(false, std::memory_order_relaxed);
+    tls_held_leases.forget(id_, s.index, s.acquisitions.load(std::memory_order_relaxed));
+  }
+
+  // Whether the lease an entry remembers is still out: the slot is marked under the same
+  // acquisition number. A mark of a later grant comes with its higher number (note_held); between
+  // a return and the next grant (a hand-off to a waiter) the slot is unmarked.
+  auto still_held(const held_leases::entry& e) const noexcept -> bool {
+    const auto& s = table_[e.slot];
+    return s.held.load(std::memory_order_acquire) &&
+           s.acquisitions.load(std::memory_order_relaxed) == e.acquisition;
+  }
+
+  // An acquire() by a thread that holds a lease from this pool: the event, as it is called (it
+  // may be about to wait for good). Entries of leases returned meanwhile, here or elsewhere, go.
+  RESPOOL_DETAIL_COLD void report_nested_acquire(const std::source_location& where) noexcept {
+    if (tls_held_leases.reporting) return;
+    std::size_t held = 0;
+    acquire_site first{};
+    tls_held_leases.keep_if(id_, [&](const held_leases::entry& e) {
+      if (!still_held(e)) return false;
+      if (held++ == 0) first = site_of(table_[e.slot]);
+      return true;
+    });
+    if (held == 0) return;
+    try {
+      const auto acquiring = to_site(where);
+      const auto size = [this] {
+        std::lock_guard lk(mutex_);
+        return max_size_;  // set_max_size() may change it
+      }();
+      const auto text = describe_nested_acquire(opts_.name, first, acquiring, held, size);
+      pool_event e;
+      e.kind = event_kind::nested_acquire;
+      e.where = first;
+      e.acquiring = acquiring;
+      e.message = text;
+      tls_held_leases.reporting = true;
+      emit(e);
+      tls_held_leases.reporting = false;
+    } catch (...) {  // no memory for the text: no report, the acquire goes on
+    }
   }
 
   auto invoke_validator(slot_type& s) noexcept -> bool {
@@ -566,9 +638,12 @@ class pool_core final : public lease_home<resource_t<F>> {
     return std::nullopt;
   }
 
-  auto retire_reason(slot_type& s, bool discard, std::int64_t now) noexcept
+  auto retire_reason(slot_type& s, lease_end how, std::int64_t now) noexcept
       -> std::optional<destroy_reason> {
-    if (discard) return destroy_reason::discarded;
+    if (how != lease_end::returned) [[unlikely]] {
+      if (how == lease_end::discarded) return destroy_reason::discarded;
+      if (cfg_.on_unwind == unwind_policy::discard) return destroy_reason::unwound;
+    }
     if (auto why = stale_reason(s, table_.control().load(), now)) return why;
     if (cfg_.max_uses != 0 && ++s.uses >= cfg_.max_uses) return destroy_reason::max_uses;
     return std::nullopt;
@@ -790,6 +865,8 @@ class pool_core final : public lease_home<resource_t<F>> {
   // again unless the pool turned out to be paused).
   auto acquire_from(std::int64_t timeout, const std::source_location& where, failure_slot* fail,
                     const std::stop_token* stop) -> lease<R> {
+    if (cfg_.detect_nested_acquire) [[unlikely]]
+      if (tls_held_leases.used != 0) report_nested_acquire(where);
     // Pool time is read only once this acquire does something slow (validates or queues), so
     // the uncontended path reads no clock; the deadline counts from that first reading.
     std::int64_t deadline = 0;

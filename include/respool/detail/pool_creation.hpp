@@ -67,6 +67,10 @@ auto pool_core<F, V, S, Clock>::create_one_locked(std::unique_lock<std::mutex>& 
     return false;
   }
   ++created_;
+  // Made: owned by us as reserved, no longer creating, so that a snapshot taken while the lock
+  // is released below (evict_if predicates, the event) balances created - destroyed against
+  // total - creating.
+  s.state.store(slot_state::reserved, std::memory_order_relaxed);
   const auto took = steady_ns() - started;
   create_hist_.buckets[wait_histogram::bucket_of(
       std::chrono::duration_cast<std::chrono::microseconds>(ns(took)))] += 1;
@@ -76,6 +80,7 @@ auto pool_core<F, V, S, Clock>::create_one_locked(std::unique_lock<std::mutex>& 
   last_error_text_.clear();
   s.uses = 0;
   s.generation = generation;
+  s.must_validate = false;
   s.last_checked.store(now, std::memory_order_relaxed);
   s.last_used.store(now, std::memory_order_relaxed);
   s.expires_at.store(lifetime_deadline(now), std::memory_order_relaxed);

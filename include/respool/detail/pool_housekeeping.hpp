@@ -108,6 +108,7 @@ void pool_core<F, V, S, Clock>::finish_keepalive(slot_type& s) noexcept {
   bool ok = true;
   if constexpr (!std::is_same_v<V, always_valid>) ok = invoke_validator(s);
   if (!ok) return destroy_reserved(s, destroy_reason::failed_validation);
+  s.must_validate = false;  // validated: an unwound lease's mark is honoured
   std::unique_lock lk(mutex_);
   const auto dropped = make_available_locked(s, true, lk);
   if (!dropped) return;
@@ -203,9 +204,7 @@ void pool_core<F, V, S, Clock>::detect_leaks(std::int64_t now, bool here) {
     const auto at = s.acquired_at.load(std::memory_order_acquire);
     if (now - at < cfg_.leak_threshold || s.leak_reported.load(std::memory_order_relaxed) == seq)
       continue;
-    const acquire_site site{s.site_file.load(std::memory_order_relaxed),
-                            s.site_function.load(std::memory_order_relaxed),
-                            s.site_line.load(std::memory_order_relaxed)};
+    const auto site = site_of(s);
     // Still the same lease? (It may have come back and gone out again meanwhile.)
     if (slot_table<R>::state_of(s) != slot_state::in_use ||
         s.acquisitions.load(std::memory_order_acquire) != seq)
@@ -229,9 +228,7 @@ void pool_core<F, V, S, Clock>::report_leak_return(slot_type& s, std::int64_t no
     return;
   pool_event e;
   e.kind = event_kind::leak_returned;
-  e.where = {s.site_file.load(std::memory_order_relaxed),
-             s.site_function.load(std::memory_order_relaxed),
-             s.site_line.load(std::memory_order_relaxed)};
+  e.where = site_of(s);
   e.held = std::chrono::duration_cast<std::chrono::milliseconds>(
       ns(now - s.acquired_at.load(std::memory_order_relaxed)));
   emit(e);

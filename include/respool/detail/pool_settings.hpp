@@ -31,6 +31,8 @@ struct pool_settings {
   std::uint32_t fail_fast_after;
   std::size_t max_spinners;            // waiters allowed to spin at once (half the cores)
   bool shed_hopeless;
+  unwind_policy on_unwind;
+  bool detect_nested_acquire;          // and on_event set: a report needs somewhere to go
 
   [[nodiscard]] auto strict_fifo() const noexcept -> bool { return fairness_window == 0; }
 
@@ -54,6 +56,8 @@ struct pool_settings {
     s.fail_fast_after = o.fail_fast_after;
     s.max_spinners = std::max(1U, std::thread::hardware_concurrency() / 2);
     s.shed_hopeless = o.shed_hopeless;
+    s.on_unwind = o.on_unwind;
+    s.detect_nested_acquire = o.detect_nested_acquire && static_cast<bool>(o.on_event);
     return s;
   }
 };

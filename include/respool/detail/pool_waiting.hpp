@@ -36,6 +36,7 @@ auto pool_core<F, V, S, Clock>::acquire_slow(std::int64_t timeout, std::int64_t 
       s = wait_for_slot(w, deadline, timeout, fail, fresh);
       if (s == nullptr) return {};
     }
+    test_hooks::fire(test_hooks::point::before_borrow);
     if (fresh) return grant(*s, to_site(where));
     switch (borrow_check(*s, deadline, timeout, &w)) {
       case borrow::ok: return grant(*s, to_site(where));

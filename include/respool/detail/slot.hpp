@@ -24,6 +24,7 @@ struct alignas(cache_line) slot {
   // creating or reserved); the state CAS that hands ownership over orders them.
   std::uint64_t uses = 0;
   std::uint32_t generation = 0;  // eviction generation it was created in
+  unsigned int uncaught_at_grant = 0;  // the granting thread's uncaught exceptions (lease.hpp)
   std::int64_t use_timed_from = 0;  // steady ns at grant when this hold is timed, else 0
 
   // Read by other threads (housekeeping, stats, leak reports) without owning the slot.
@@ -39,6 +40,11 @@ struct alignas(cache_line) slot {
   // evict_if() predicates wait for this resource (pool_core::evict_checks_): its owner applies
   // them on return or at its next borrow. seq_cst on both sides (see pool_core::evict_if).
   std::atomic<bool> evict_check{false};
+  // detect_nested_acquire: leased, under acquisition number `acquisitions` (pool_core::still_held).
+  std::atomic<bool> held{false};
+  // Owner-written like the fields at the top, kept here where a byte was free: its last lease was
+  // unwound (on_unwind = validate), so it is validated before it is lent again.
+  bool must_validate = false;
 
   std::optional<R> resource;
 
@@ -47,6 +53,12 @@ struct alignas(cache_line) slot {
   std::atomic<int> debug_holders{0};
 #endif
 };
+
+// Two cache lines for a pointer-sized resource (a connection handle): a field added where no gap
+// is left would make every slot three. (Debug checks' holder count makes them three anyway.)
+#if !RESPOOL_DEBUG_CHECKS
+static_assert(sizeof(slot<void*>) == 2 * cache_line);
+#endif
 
 // With RESPOOL_DEBUG_CHECKS, a broken invariant stops the program with a message instead of
 // corrupting a connection's session.

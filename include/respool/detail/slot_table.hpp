@@ -12,6 +12,7 @@
 //   | creating | idle     | its creator, nobody waiting           | make_idle                    |
 //   | creating | in_use   | its creator, handing to a waiter      | hand_over                    |
 //   | creating | empty    | its creator, the factory threw        | release_empty, lock held     |
+//   | creating | reserved | its creator, the factory returned     | store, lock held             |
 //   | idle     | in_use   | anyone acquiring                      | claim: CAS, no lock          |
 //   | idle     | reserved | housekeeping, eviction, close         | try_reserve: CAS, no lock    |
 //   | in_use   | returning| the holder returning it               | begin_return: CAS, no lock   |

@@ -14,6 +14,8 @@ enum class point : unsigned char {
   before_scan,        // a queued waiter is about to scan for an idle slot
   after_failed_scan,  // its scan found nothing; it has not spun or slept yet
   before_park,        // it is about to sleep (pool lock held)
+  before_borrow,      // a caller on the slow path has a slot (claimed or handed over) it has
+                      // neither checked nor taken yet
 };
 
 using hook_fn = void (*)(point) noexcept;
