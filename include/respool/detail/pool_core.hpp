@@ -188,13 +188,12 @@ class pool_core final : public lease_home<resource_t<F>> {
   [[nodiscard]] auto default_timeout() const noexcept -> std::int64_t { return cfg_.acquire_timeout; }
 
   auto try_acquire(const std::source_location& where) -> std::optional<lease<R>> {
-    const auto site = to_site(where);
     std::int64_t deadline = 0;
     while (!cfg_.strict_fifo() || table_.control().load().waiters() == 0) {
       slot_type* s = claim();
       if (s == nullptr) break;
       const auto b = borrow_check(*s, deadline, 0, nullptr);
-      if (b == borrow::ok) return grant(*s, site);
+      if (b == borrow::ok) return grant(*s, where);
       if (b == borrow::paused || (deadline != 0 && clock_.now() > deadline)) return std::nullopt;
     }
     request_spare();
@@ -208,10 +207,9 @@ class pool_core final : public lease_home<resource_t<F>> {
     if (s.debug_holders.fetch_sub(1, std::memory_order_relaxed) != 1)
       debug_check_failed("a lease returned a resource it did not hold alone");
 #endif
-    if (cfg_.detect_nested_acquire) [[unlikely]] forget_held(s);
-    if (s.use_timed_from != 0) record_use_time(s);
     const auto now = coarse_now_.load(std::memory_order_relaxed);
-    if (cfg_.leak_threshold != never_ns) report_leak_return(s, now);
+    if (cfg_.watch_returns) [[unlikely]] watch_return(s, now);
+    if (s.use_timed_from != 0) record_use_time(s);
     // Decide before resetting: a resource about to be destroyed is not reset.
     auto why = retire_reason(s, how, now);
     if (!why && s.evict_check.load(std::memory_order_seq_cst) && matches_evict_check(s))
@@ -229,6 +227,12 @@ class pool_core final : public lease_home<resource_t<F>> {
       return;
     }
     return_slot(s);
+  }
+
+  // The per-return work of two opt-in diagnoses, behind one test on the fast path.
+  RESPOOL_DETAIL_COLD void watch_return(slot_type& s, std::int64_t now) noexcept {
+    if (cfg_.detect_nested_acquire) forget_held(s);
+    if (cfg_.leak_threshold != never_ns) report_leak_return(s, now);
   }
 
   RESPOOL_DETAIL_COLD void record_use_time(slot_type& s) noexcept {
@@ -517,7 +521,7 @@ class pool_core final : public lease_home<resource_t<F>> {
     return borrow::ok;
   }
 
-  auto grant(slot_type& s, const acquire_site& site) noexcept -> lease<R> {
+  auto grant(slot_type& s, const std::source_location& where) noexcept -> lease<R> {
 #if RESPOOL_DEBUG_CHECKS
     if (s.debug_holders.fetch_add(1, std::memory_order_relaxed) != 0)
       debug_check_failed("a resource was lent to a second holder");
@@ -525,10 +529,8 @@ class pool_core final : public lease_home<resource_t<F>> {
     const auto n = s.acquisitions.load(std::memory_order_relaxed) + 1;
     s.acquisitions.store(n, std::memory_order_relaxed);  // only the holder writes it
     if (n % pool_stats::use_time_sample_every == 1) s.use_timed_from = steady_ns();
-    // For holders(), error messages and leak reports: four stores to the slot's own line.
-    s.site_file.store(site.file_name, std::memory_order_relaxed);
-    s.site_function.store(site.function_name, std::memory_order_relaxed);
-    s.site_line.store(site.line, std::memory_order_relaxed);
+    // For holders(), error messages and leak reports: two stores to the slot's own line.
+    s.site.store(where, std::memory_order_relaxed);
     s.acquired_at.store(coarse_now_.load(std::memory_order_relaxed), std::memory_order_release);
     if (cfg_.detect_nested_acquire) [[unlikely]] note_held(s, n);
     return lease_access::make<R>(this, &s);
@@ -537,9 +539,7 @@ class pool_core final : public lease_home<resource_t<F>> {
   // Where the lease out on `s` was acquired (grant() stores it). Read by others than the holder
   // without owning the slot, it may mix a lease returned meanwhile with the next (diagnostics).
   static auto site_of(const slot_type& s) noexcept -> acquire_site {
-    return {s.site_file.load(std::memory_order_relaxed),
-            s.site_function.load(std::memory_order_relaxed),
-            s.site_line.load(std::memory_order_relaxed)};
+    return to_site(s.site.load(std::memory_order_relaxed));
   }
 
   // ---- nested acquires (detect_nested_acquire): the leases a thread holds, in held_leases.hpp
@@ -874,7 +874,7 @@ class pool_core final : public lease_home<resource_t<F>> {
     if (!cfg_.strict_fifo() || table_.control().load().waiters() == 0) {
       if (slot_type* s = claim()) {
         switch (borrow_check(*s, deadline, timeout, nullptr)) {
-          case borrow::ok: return grant(*s, to_site(where));
+          case borrow::ok: return grant(*s, where);
           case borrow::too_late: return timed_out(fail, timeout, "; no time left to validate");
           case borrow::retired: break;
           case borrow::paused: look = false; break;

@@ -37,9 +37,9 @@ auto pool_core<F, V, S, Clock>::acquire_slow(std::int64_t timeout, std::int64_t 
       if (s == nullptr) return {};
     }
     test_hooks::fire(test_hooks::point::before_borrow);
-    if (fresh) return grant(*s, to_site(where));
+    if (fresh) return grant(*s, where);
     switch (borrow_check(*s, deadline, timeout, &w)) {
-      case borrow::ok: return grant(*s, to_site(where));
+      case borrow::ok: return grant(*s, where);
       case borrow::too_late:
         abandon(w);
         return timed_out(fail, timeout, "; no time left to validate");

@@ -7,6 +7,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <optional>
+#include <source_location>
 
 #include "../version.hpp"
 
@@ -33,9 +34,9 @@ struct alignas(cache_line) slot {
   std::atomic<std::int64_t> last_used{0};     // coarse clock at return or creation
   std::atomic<std::uint64_t> acquisitions{0};  // owner increments with load+store
   std::atomic<std::int64_t> acquired_at{0};    // for leak detection
-  std::atomic<const char*> site_file{""};
-  std::atomic<const char*> site_function{""};
-  std::atomic<std::uint_least32_t> site_line{0};
+  // Where the lease out was acquired: the call's source_location whole (one pointer in
+  // libstdc++ and libc++), so a grant stores one word and only a reader unpacks it.
+  std::atomic<std::source_location> site{};
   std::atomic<std::uint64_t> leak_reported{0};  // the acquisition number reported as leaked
   // evict_if() predicates wait for this resource (pool_core::evict_checks_): its owner applies
   // them on return or at its next borrow. seq_cst on both sides (see pool_core::evict_if).
@@ -57,7 +58,8 @@ struct alignas(cache_line) slot {
 // Two cache lines for a pointer-sized resource (a connection handle): a field added where no gap
 // is left would make every slot three. (Debug checks' holder count makes them three anyway.)
 #if !RESPOOL_DEBUG_CHECKS
-static_assert(sizeof(slot<void*>) == 2 * cache_line);
+static_assert(sizeof(std::source_location) > sizeof(void*) ||
+              sizeof(slot<void*>) == 2 * cache_line);
 #endif
 
 // With RESPOOL_DEBUG_CHECKS, a broken invariant stops the program with a message instead of
