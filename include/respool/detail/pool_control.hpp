@@ -93,7 +93,8 @@ void pool_core<F, V, S, Clock>::resume() {
   paused_ = false;
   update_gate_locked();
   table_.for_each([&](slot_type& s) {
-    if (queue_.empty() || !slot_table<R>::try_reserve(s)) return;
+    // Over a limit lowered meanwhile: lend nothing; the gate has borrowers retire the surplus.
+    if (queue_.empty() || live_ > max_size_ + doomed_ || !slot_table<R>::try_reserve(s)) return;
     grant_locked(*queue_.front(), s, false);  // not fresh: it passes the borrow check
   });
   if (!queue_.empty()) announce_idle_locked();  // one went idle past the sweep: P3
