@@ -815,8 +815,10 @@ TEST_CASE("set_max_size and pause under load: within the limit, nothing lent whi
     for (int i = 0; i < thread_count; ++i)
       workers.emplace_back([&] {
         while (!done.load()) {
-          const auto lim = limit.load();
+          // The sequence first: a limit read after it is at least as new, so if no resize
+          // began by the check below, `lim` is the limit that stood throughout.
           const auto rs = resize_seq.load();
+          const auto lim = limit.load();
           const auto ps = pause_seq.load();
           std::error_code ec;
           const auto timeout = std::chrono::milliseconds(pick(0, 4));
