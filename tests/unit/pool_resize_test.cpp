@@ -4,7 +4,6 @@
 #include <respool/pool.hpp>
 
 #include <chrono>
-#include <optional>
 #include <set>
 #include <stdexcept>
 #include <string>
@@ -157,7 +156,6 @@ TEST_CASE("shrinking with waiters: a return over the limit is closed, not handed
 TEST_CASE("a creation that ends after the limit dropped is closed as surplus", "[resize]") {
   respool_test::first_call_hangs f;
   respool::pool p{f, {.max_size = 2}};
-  std::optional<respool::pool<respool_test::first_call_hangs>::lease_type> second;
   auto first = p.acquire(5s);  // the first call hangs: a second lane makes this one
   REQUIRE(f.st->first_entered);
   p.set_max_size(1);  // live: the lease and the hung creation

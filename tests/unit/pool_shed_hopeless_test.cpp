@@ -28,6 +28,15 @@ auto hold_once_then_keep(Pool& p, std::chrono::milliseconds hold) {
   REQUIRE(p.stats().use_time.count() >= 1);
   return p.acquire(1s);
 }
+
+// A 20 ms acquire on a pool whose resources are all held: it waits its timeout out, unshed.
+template <class Pool>
+void check_waited_out(Pool& p) {
+  std::error_code ec;
+  auto l = p.acquire(20ms, ec);
+  CHECK(ec == respool::errc::timeout);
+  CHECK(p.stats().shed == 0);
+}
 }  // namespace
 
 TEST_CASE("shed_hopeless: a timeout shorter than the estimated wait is refused at once",
@@ -59,10 +68,7 @@ TEST_CASE("shed_hopeless off: the same caller waits out its timeout", "[shed]") 
   test_factory f;
   respool::pool p{f, {.max_size = 1}};
   auto held = hold_once_then_keep(p, 100ms);
-  std::error_code ec;
-  auto l = p.acquire(20ms, ec);
-  CHECK(ec == respool::errc::timeout);
-  CHECK(p.stats().shed == 0);
+  check_waited_out(p);
 }
 
 TEST_CASE("shed_hopeless: with no hold timed yet, nobody is refused", "[shed]") {
@@ -71,10 +77,7 @@ TEST_CASE("shed_hopeless: with no hold timed yet, nobody is refused", "[shed]") 
   REQUIRE(p.stats().use_time.count() == 0);
   // Held without a timed hold finished: no mean to estimate from.
   auto held = p.acquire(1s);
-  std::error_code ec;
-  auto l = p.acquire(20ms, ec);
-  CHECK(ec == respool::errc::timeout);
-  CHECK(p.stats().shed == 0);
+  check_waited_out(p);
 }
 
 TEST_CASE("shed_hopeless: the place in the queue counts", "[shed]") {

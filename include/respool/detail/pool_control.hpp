@@ -63,13 +63,16 @@ void pool_core<F, V, S, Clock>::retire_idle_surplus() noexcept {
 template <class F, class V, class S, class Clock>
 auto pool_core<F, V, S, Clock>::gated_borrow(slot_type& s, waiter* w) noexcept -> borrow {
   std::unique_lock lk(mutex_);
-  if (w != nullptr && w->ticket != 0 && (paused_ || live_ > max_size_ + doomed_))
-    keep_place_locked(*w);
+  const auto keep_place_if_queued = [&] {
+    if (w != nullptr && w->ticket != 0) keep_place_locked(*w);
+  };
   if (paused_) {
+    keep_place_if_queued();
     table_.make_idle(s);  // waiters do not look while paused: nobody to wake
     return borrow::paused;
   }
   if (take_surplus_locked()) {
+    keep_place_if_queued();
     retire_locked(s, destroy_reason::resized, lk);
     return borrow::retired;
   }

@@ -17,9 +17,8 @@
 //
 // Where things are: this file has the class with its data, acquiring, returning, hand-offs,
 // retiring and closing; pool_control.hpp resizing, pausing and readiness; pool_waiting.hpp the
-// waiters' side; pool_creation.hpp the factory
-// calls; pool_housekeeping.hpp the clock thread and its pass; pool_workers.hpp the job queue
-// and the background threads. The rules they apply are pure functions elsewhere:
+// waiters' side; pool_creation.hpp the factory calls; pool_housekeeping.hpp the clock thread
+// and its pass; pool_workers.hpp the job queue and the background threads. The rules they apply are pure functions elsewhere:
 // creation_policy.hpp (how many creations, the breaker), pool_settings.hpp (the options, in
 // pool units), pool_time.hpp (saturating time on any clock).
 //
@@ -236,12 +235,11 @@ class pool_core final : public lease_home<resource_t<F>> {
   }
 
   RESPOOL_DETAIL_COLD void record_use_time(slot_type& s) noexcept {
-    const auto held = std::chrono::duration_cast<std::chrono::microseconds>(
-        ns(std::max<std::int64_t>(0, steady_ns() - s.use_timed_from)));
+    const auto held_ns = std::max<std::int64_t>(0, steady_ns() - s.use_timed_from);
+    const auto held = std::chrono::duration_cast<std::chrono::microseconds>(ns(held_ns));
     s.use_timed_from = 0;
     const auto avg = hold_avg_ns_.load(std::memory_order_relaxed);
-    const auto ns_held = std::chrono::duration_cast<ns>(held).count();
-    hold_avg_ns_.store(avg == 0 ? std::max<std::int64_t>(ns_held, 1) : avg + (ns_held - avg) / 8,
+    hold_avg_ns_.store(avg == 0 ? std::max<std::int64_t>(held_ns, 1) : avg + (held_ns - avg) / 8,
                        std::memory_order_relaxed);
     use_hist_[s.index % use_hist_shards].buckets[wait_histogram::bucket_of(held)].fetch_add(
         1, std::memory_order_relaxed);
@@ -724,16 +722,14 @@ class pool_core final : public lease_home<resource_t<F>> {
   auto give_locked(slot_type& s, bool fresh) noexcept -> std::optional<destroy_reason> {
     if (table_.control().load().closed()) return destroy_reason::closed;
     if (take_surplus_locked()) return destroy_reason::resized;
-    if (paused_) {
-      table_.make_idle(s);
-      return std::nullopt;
-    }
-    if (waiter* w = handoff_target_locked()) {
-      grant_locked(*w, s, fresh);
-      return std::nullopt;
+    if (!paused_) {
+      if (waiter* w = handoff_target_locked()) {
+        grant_locked(*w, s, fresh);
+        return std::nullopt;
+      }
     }
     table_.make_idle(s);
-    announce_idle_locked();
+    if (!paused_) announce_idle_locked();
     return std::nullopt;
   }
 
@@ -750,8 +746,7 @@ class pool_core final : public lease_home<resource_t<F>> {
   // the limit.
   void update_gate_locked() noexcept {
     const bool gated = paused_ || live_ > max_size_;
-    if (gated != gated_) table_.control().set_gate(gated);
-    gated_ = gated;
+    if (gated != table_.control().load().gated()) table_.control().set_gate(gated);
   }
 
   // What set_max_size() changes, in one place; the rest follow max_size.
@@ -946,7 +941,7 @@ class pool_core final : public lease_home<resource_t<F>> {
     free_slots_.push_back(s.index);
     --live_;
     if (why == destroy_reason::resized) --doomed_;
-    if (gated_) update_gate_locked();
+    if (table_.control().load().gated()) update_gate_locked();
     ++destroyed_by_[static_cast<std::size_t>(why)];
     if (min_idle_ > 0) want_min_idle_locked();
     kick_locked();  // capacity freed: waiters or min_idle may need a new one
@@ -1045,7 +1040,6 @@ class pool_core final : public lease_home<resource_t<F>> {
   std::size_t create_lanes_ = 0;           // creations in flight at most: create_concurrency
   std::size_t doomed_ = 0;                 // surplus to max_size, retired but not yet destroyed
   bool paused_ = false;
-  bool gated_ = false;                     // the control word's gate (update_gate_locked)
   std::condition_variable ready_cv_;       // wait_ready() and the constructor wait here
   std::size_t extra_wanted_ = 0;           // creations wanted beyond the waiters
   std::vector<std::int64_t> creation_starts_;  // steady time each creation in flight began

@@ -107,27 +107,18 @@ void pool_core<F, V, S, Clock>::emit_unlocked(std::unique_lock<std::mutex>& lk, 
   run_user_code_locked(lk, std::forward<Fn>(f));
 }
 
-// A new or checked resource (owned: creating or reserved) goes to the oldest waiter, or idle.
-// If it must be destroyed instead (an evict_if() predicate picks it, or stale_reason: the pool
-// closed, an eviction, its lifetime), returns why, with the slot reserved. May release the
-// lock to run evict_if() predicates.
+// A new or checked resource (its slot reserved by the caller) goes to the oldest waiter, or
+// idle. If it must be destroyed instead (an evict_if() predicate picks it, stale_reason: the
+// pool closed, an eviction, its lifetime; or it is surplus to a lowered max_size), returns
+// why, the slot still reserved. May release the lock to run evict_if() predicates.
 template <class F, class V, class S, class Clock>
 auto pool_core<F, V, S, Clock>::make_available_locked(slot_type& s, bool fresh,
                                                       std::unique_lock<std::mutex>& lk) noexcept
     -> std::optional<destroy_reason> {
-  if (apply_evict_checks_locked(s, lk)) {
-    s.state.store(slot_state::reserved, std::memory_order_relaxed);
-    return destroy_reason::evicted;
-  }
+  if (apply_evict_checks_locked(s, lk)) return destroy_reason::evicted;
   const auto now = coarse_now_.load(std::memory_order_relaxed);
-  if (auto why = stale_reason(s, table_.control().load(), now)) {
-    s.state.store(slot_state::reserved, std::memory_order_relaxed);
-    return why;
-  }
-  if (take_surplus_locked()) {  // made or checked while set_max_size() lowered the limit
-    s.state.store(slot_state::reserved, std::memory_order_relaxed);
-    return destroy_reason::resized;
-  }
+  if (auto why = stale_reason(s, table_.control().load(), now)) return why;
+  if (take_surplus_locked()) return destroy_reason::resized;  // the limit was lowered meanwhile
   if (waiter* w = queue_.front(); w != nullptr && !paused_) {
     grant_locked(*w, s, fresh);
     return std::nullopt;
