@@ -116,6 +116,10 @@ struct lease_access {
   static auto make(lease_home<R>* home, slot<R>* s) noexcept -> lease<R> {
     return lease<R>(home, s);
   }
+  template <class R>
+  static auto slot_of(const lease<R>& l) noexcept -> slot<R>* {
+    return l.slot_;
+  }
 };
 }  // namespace detail
 

@@ -71,8 +71,8 @@
  * of its bucket (1.5 × 2^(i-1) us for bucket i), bucket 0 ([0, 1 us): mostly acquires served at
  * once, recorded as exactly zero) as 0, and the open last bucket as its lower bound (2^30 us).
  * Below the last bucket the estimate is between 0.75 and 1.5 times the true sum (less up to 1 us
- * per sample in bucket 0): good for an average, not for accounting. `use_time` is sampled (one
- * hold in `pool_stats::use_time_sample_every` per resource is timed), so its `_count` counts the
+ * per sample in bucket 0): good for an average, not for accounting. `use_time` is sampled (at most
+ * one hold per resource per `housekeeping_interval` is timed), so its `_count` counts the
  * timed holds, not all of them: use `respool_connection_acquired_total` for the rate of
  * acquires, the histogram for their shape.
  *
@@ -279,9 +279,8 @@ inline auto rejections(const thread_pool_rejections& r, std::size_t i) -> std::u
                    [](s st) -> const wait_histogram& { return st.wait; });
   append_histogram(out, pools, "db_client_connection_use_time_seconds",
                    "The time between borrowing a connection and returning it to the pool "
-                   "(sampled: one hold in " +
-                       std::to_string(pool_stats::use_time_sample_every) +
-                       " per connection is timed).",
+                   "(sampled: at most one hold per connection per housekeeping interval "
+                   "is timed).",
                    [](s st) -> const wait_histogram& { return st.use_time; });
   append_histogram(out, pools, "db_client_connection_create_time_seconds",
                    "The time it took to create a new connection.",

@@ -135,10 +135,7 @@ class pool {
   [[nodiscard]] auto acquire(std::stop_token stop, std::chrono::duration<Rep, Period> timeout,
                              std::source_location where = std::source_location::current())
       -> lease_type {
-    detail::failure_slot fail;
-    auto l = core_->acquire(stop, detail::saturating_ns(timeout), where, &fail);
-    if (!l) raise(fail);
-    return l;
+    return core_->acquire(stop, detail::saturating_ns(timeout), where, nullptr);
   }
 
   template <class Rep, class Period>
@@ -226,7 +223,7 @@ class pool {
   void wait_ready(std::chrono::duration<Rep, Period> timeout) {
     detail::failure_slot fail;
     if (!core_->wait_ready(detail::saturating_ns(timeout), &fail))
-      raise(fail);
+      detail::throw_failure(fail);
   }
   /// Non-throwing form: true when ready, else false with `ec` set.
   template <class Rep, class Period>
@@ -242,21 +239,13 @@ class pool {
     o.validate();
     return o;
   }
-  // What the slow path wrote (every failure writes it; a timeout if one ever did not).
-  [[noreturn]] RESPOOL_DETAIL_COLD static void raise(detail::failure_slot& f) {
-    if (!f) throw error(errc::timeout, "respool: acquire failed");
-    throw error(f->code, std::move(f->message), std::move(f->cause));
-  }
   static auto code_of(const detail::failure_slot& f) noexcept -> std::error_code {
     return make_error_code(f ? f->code : errc::timeout);
   }
   // `timeout` in pool units (detail::saturating_ns: any duration type, negative is 0, huge is
   // forever).
   auto acquire_or_throw(std::int64_t timeout, const std::source_location& where) -> lease_type {
-    detail::failure_slot fail;
-    auto l = core_->acquire(timeout, where, &fail);
-    if (!l) raise(fail);
-    return l;
+    return core_->acquire(timeout, where, nullptr);  // throws what fails
   }
 
   core_type* core_;

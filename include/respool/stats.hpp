@@ -95,11 +95,12 @@ struct pool_stats {
   std::chrono::microseconds wait_p50{0};
   std::chrono::microseconds wait_p99{0};
 
-  /// How long leases were held, from acquire to return: one acquisition in
-  /// `use_time_sample_every` per resource is timed (two clock reads each), so the fast path
-  /// stays as it was; the shape is that of all holds, the count that of the samples.
+  /// How long leases were held, from acquire to return, sampled: a resource's first hold after
+  /// each tick of the pool's coarse clock (`housekeeping_interval`, 100 ms by default) is timed
+  /// (two clock reads each), so the fast path stays as it was. A resource used less often than
+  /// once a tick has every hold timed; a busy one, one hold a tick. The shape is that of the
+  /// holds, the count that of the samples.
   wait_histogram use_time;
-  static constexpr std::uint64_t use_time_sample_every = 64;
   /// How long successful factory calls took, every one.
   wait_histogram create_time;
 

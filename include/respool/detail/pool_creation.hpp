@@ -79,6 +79,7 @@ auto pool_core<F, V, S, Clock>::create_one_locked(std::unique_lock<std::mutex>& 
   last_error_ = nullptr;
   last_error_text_.clear();
   s.uses = 0;
+  s.timed_tick = std::numeric_limits<std::int64_t>::min();  // its first hold is timed
   s.generation = generation;
   s.must_validate = false;
   s.last_checked.store(now, std::memory_order_relaxed);

@@ -33,7 +33,7 @@ struct pool_settings {
   bool shed_hopeless;
   unwind_policy on_unwind;
   bool detect_nested_acquire;          // and on_event set: a report needs somewhere to go
-  bool watch_returns;                  // detect_nested_acquire or leak_threshold: see release()
+  bool unusual_returns;                // every return does more: see pool_core::release()
 
   [[nodiscard]] auto strict_fifo() const noexcept -> bool { return fairness_window == 0; }
 
@@ -59,7 +59,7 @@ struct pool_settings {
     s.shed_hopeless = o.shed_hopeless;
     s.on_unwind = o.on_unwind;
     s.detect_nested_acquire = o.detect_nested_acquire && static_cast<bool>(o.on_event);
-    s.watch_returns = s.detect_nested_acquire || s.leak_threshold != never_ns;
+    s.unusual_returns = s.detect_nested_acquire || s.leak_threshold != never_ns || s.max_uses != 0;
     return s;
   }
 };

@@ -12,6 +12,12 @@ namespace detail {
 // record (with its condition variable) exists only here, off the fast path.
 template <class F, class V, class S, class Clock>
 auto pool_core<F, V, S, Clock>::acquire_slow(std::int64_t timeout, std::int64_t deadline, const std::source_location& where, failure_slot* fail, const std::stop_token* stop, bool look) -> lease<R> {
+  if (fail == nullptr) {  // a throwing acquire
+    failure_slot mine;
+    auto l = acquire_slow(timeout, deadline, where, &mine, stop, look);
+    if (!l) throw_failure(mine);
+    return l;
+  }
   waiter w;
   // Registered before any lock is taken (a stop already requested runs it here and now), and
   // unregistered on the way out with no lock held: it takes mutex_ itself.
@@ -296,9 +302,14 @@ void pool_core<F, V, S, Clock>::cancel_waiter(waiter& w) noexcept {
 
 template <class F, class V, class S, class Clock>
 auto pool_core<F, V, S, Clock>::cancelled(failure_slot* fail) -> lease<R> {
-  std::lock_guard lk(mutex_);
-  ++cancelled_;
-  fail_locked(fail, errc::cancelled, "acquire cancelled: its stop token was triggered");
+  failure_slot mine;
+  {
+    std::lock_guard lk(mutex_);
+    ++cancelled_;
+    fail_locked(fail != nullptr ? fail : &mine, errc::cancelled,
+                "acquire cancelled: its stop token was triggered");
+  }
+  if (fail == nullptr) throw_failure(mine);
   return {};
 }
 
@@ -317,8 +328,13 @@ auto pool_core<F, V, S, Clock>::timed_out(failure_slot* fail, std::int64_t timeo
       errc::timeout,
       "timed out after " + std::to_string(ms) + " ms waiting for a resource" + detail, nullptr);
   post_event_locked(event_kind::acquire_timeout, f.message);
-  if (fail != nullptr) *fail = std::move(f);
-  return {};
+  if (fail != nullptr) {
+    *fail = std::move(f);
+    return {};
+  }
+  lk.unlock();
+  failure_slot thrown{std::move(f)};
+  throw_failure(thrown);
 }
 
 template <class F, class V, class S, class Clock>

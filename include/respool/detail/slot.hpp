@@ -27,6 +27,7 @@ struct alignas(cache_line) slot {
   std::uint32_t generation = 0;  // eviction generation it was created in
   unsigned int uncaught_at_grant = 0;  // the granting thread's uncaught exceptions (lease.hpp)
   std::int64_t use_timed_from = 0;  // steady ns at grant when this hold is timed, else 0
+  std::int64_t timed_tick = 0;      // the coarse clock at its last timed hold (pool_core::grant)
 
   // Read by other threads (housekeeping, stats, leak reports) without owning the slot.
   std::atomic<std::int64_t> expires_at{0};    // pool time, ns; never_ns: no lifetime limit

@@ -58,11 +58,14 @@
 #include "../version.hpp"
 #include "slot.hpp"
 
-// The fast path inlined into its callers whatever the optimiser's budget says.
+// The fast path inlined into its callers whatever the optimiser's budget says, and the rest of
+// it kept out of them (inlined, a scan's loop made the fast path spill its registers).
 #if defined(__GNUC__) || defined(__clang__)
 #define RESPOOL_DETAIL_HOT [[gnu::always_inline]] inline
+#define RESPOOL_DETAIL_OUT_OF_LINE [[gnu::noinline]]
 #else
 #define RESPOOL_DETAIL_HOT inline
+#define RESPOOL_DETAIL_OUT_OF_LINE
 #endif
 
 RESPOOL_NAMESPACE_BEGIN
@@ -306,7 +309,8 @@ class slot_table {
   }
 
   /// The rest of claim: the hint missed. The hint's segment first, then the others.
-  auto claim_scan(std::uint32_t hint, scan_notes& notes) noexcept -> slot_type* {
+  RESPOOL_DETAIL_OUT_OF_LINE auto claim_scan(std::uint32_t hint, scan_notes& notes) noexcept
+      -> slot_type* {
     const auto n = segments();  // seq_cst: after the waiter's announcement (S4)
     const auto home = hint < size() ? locate(hint) : place{&slots_[0], 0, 0};
     for (std::size_t k = 0; k < n; ++k) {
