@@ -489,9 +489,15 @@ class pool_core final : public lease_home<resource_t<F>> {
                                       table_.first_size());
   }
 
+  // The hinted slot, else a scan (out of line: only a scan can restore an index mark).
   auto claim() noexcept -> slot_type* {
+    const auto h = hint();
+    if (slot_type* s = table_.claim_hinted(h)) return s;
+    return claim_scan(h);
+  }
+  RESPOOL_DETAIL_OUT_OF_LINE auto claim_scan(std::uint32_t h) noexcept -> slot_type* {
     typename slot_table<R>::scan_notes notes;
-    slot_type* s = table_.claim(hint(), notes);
+    slot_type* s = table_.claim_scan(h, notes);
     if (notes.republished) wake_if_waiting();
     return s;
   }

@@ -304,8 +304,13 @@ class slot_table {
   /// idle -> in_use: the hinted slot first (no shared line touched when it is still ours), then
   /// the idle index. Null when nothing is idle.
   RESPOOL_DETAIL_HOT auto claim(std::uint32_t hint, scan_notes& notes) noexcept -> slot_type* {
-    if (hint < first_ && try_claim(slots_[hint]) == idle_index::probe::taken) return &slots_[hint];
+    if (slot_type* s = claim_hinted(hint)) return s;
     return claim_scan(hint, notes);
+  }
+  /// The hinted slot alone (in the first segment), or null.
+  RESPOOL_DETAIL_HOT auto claim_hinted(std::uint32_t hint) noexcept -> slot_type* {
+    if (hint < first_ && try_claim(slots_[hint]) == idle_index::probe::taken) return &slots_[hint];
+    return nullptr;
   }
 
   /// The rest of claim: the hint missed. The hint's segment first, then the others.
