@@ -7,6 +7,7 @@
 
 #include <atomic>
 #include <mutex>
+#include <stop_token>
 #include <string>
 #include <thread>
 #include <utility>
@@ -92,6 +93,33 @@ TEST_CASE("a nested acquire is reported with both call sites", "[nested]") {
                                 std::to_string(e.acquiring_line) + " (load_lines)"));
   CHECK(contains(e.message, "T * (n - 1) + 1"));
   CHECK(contains(e.message, "n = 2 and max_size = 4: at most 3 such threads"));
+}
+
+TEST_CASE("a lease from try_acquire or a cancellable acquire counts as held", "[nested]") {
+  manual_clock::reset();
+  test_factory f;
+  reports r;
+  manual_pool p{f, options(r, 8)};
+  std::stop_source stop;
+  {
+    auto first = p.try_acquire();  // nothing idle yet: asks for one and returns nothing
+    REQUIRE(eventually([&] { return p.stats().idle == 1; }));
+  }
+  auto tried = p.try_acquire();
+  REQUIRE(tried.has_value());
+  CHECK(r.count() == 0);
+  std::error_code ec;
+  auto second = p.acquire(stop.get_token(), 1s, ec);  // holds the tried one: reported
+  REQUIRE(second);
+  REQUIRE(r.count() == 1);
+  tried->return_to_pool();
+  auto third = p.acquire(1s);  // holds the cancellable one: reported again
+  REQUIRE(r.count() == 2);
+  CHECK(contains(r.seen->back().message, "holds a lease from pool 'db'"));
+  second.return_to_pool();
+  third.return_to_pool();
+  auto alone = p.acquire(1s);  // holds nothing
+  CHECK(r.count() == 2);
 }
 
 TEST_CASE("a nested acquire is reported once per call, however many leases are held", "[nested]") {
