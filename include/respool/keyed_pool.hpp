@@ -54,6 +54,7 @@
  * key and may run on several threads at once (different keys, or one key's
  * `create_concurrency`); so may the validator and resetter, each key having its own copy.
  */
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <concepts>
@@ -402,6 +403,9 @@ class keyed_pool {
   //      it releases all its places in the budget (their destroyed events).
   //  M3. closed is set under the exclusive lock; enter() reads it under the lock, so no
   //      sub-pool is added after close() took the map.
+  //  M4. A sub-pool leaving the map enters `retiring` in the same critical section, and leaves
+  //      it when its counters are added to `retired` (both under retired_mutex): stats() sees
+  //      each sub-pool's counters exactly once.
   struct state final : detail::key_budget, std::enable_shared_from_this<state> {
     state(Factory f, options_type o, Validator v, Resetter s)
         : detail::key_budget(o.max_total, o.name),
@@ -444,12 +448,18 @@ class keyed_pool {
     }
 
     auto totals() const -> pool_stats {
+      // M4: each sub-pool is read once, from the map, the retiring list, or the retired sums.
       pool_stats t;
+      std::vector<entry_ptr> live;
       {
-        std::lock_guard lk(retired_mutex);
+        std::shared_lock lk(map_mutex);
+        std::lock_guard rl(retired_mutex);
         t = retired;
+        live.reserve(map.size() + retiring.size());
+        for (const auto& [k, e] : map) live.push_back(e);
+        live.insert(live.end(), retiring.begin(), retiring.end());
       }
-      for (const auto& e : snapshot()) detail::add_stats(t, e->pool.stats(), true);
+      for (const auto& e : live) detail::add_stats(t, e->pool.stats(), true);
       t.max_size = max_total();
       t.wait_p50 = t.wait.percentile(0.50);
       t.wait_p99 = t.wait.percentile(0.99);
@@ -485,6 +495,8 @@ class keyed_pool {
           gone.push_back(std::move(it->second));
           it = map.erase(it);
         }
+        std::lock_guard rl(retired_mutex);  // M4
+        retiring.insert(retiring.end(), gone.begin(), gone.end());
       }
       for (auto& e : gone) retire(*e);
     }
@@ -497,6 +509,8 @@ class keyed_pool {
         closed = true;  // M3
         for (auto& [k, e] : map) all.push_back(std::move(e));
         map.clear();
+        std::lock_guard rl(retired_mutex);  // M4
+        retiring.insert(retiring.end(), all.begin(), all.end());
       }
       {
         std::lock_guard lk(hk_mutex);
@@ -575,6 +589,7 @@ class keyed_pool {
       const auto s = e.pool.stats();
       std::lock_guard lk(retired_mutex);
       detail::add_stats(retired, s, false);
+      std::erase_if(retiring, [&](const entry_ptr& r) { return r.get() == &e; });  // M4
     }
 
    public:
@@ -589,8 +604,10 @@ class keyed_pool {
     std::unordered_map<Key, entry_ptr> map;
     bool closed = false;  // M3
 
+    // Guarded by retired_mutex (taken after map_mutex when both are held):
     mutable std::mutex retired_mutex;
-    pool_stats retired;  // counters of retired sub-pools; guarded by retired_mutex
+    pool_stats retired;               // counters of retired sub-pools
+    std::vector<entry_ptr> retiring;  // out of the map, not yet closed and summed (M4)
 
     std::mutex hk_mutex;
     std::condition_variable hk_cv;
