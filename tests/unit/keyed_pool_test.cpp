@@ -77,7 +77,7 @@ auto invalid_argument_text(const opts& o) -> std::string {
 
 }  // namespace
 
-TEST_CASE("the factory gets the key; leases are the ordinary respool::lease", "[keyed]") {
+TEST_CASE("the factory gets the key, and leases are the ordinary respool::lease", "[keyed]") {
   std::vector<std::string> seen;
   std::mutex m;
   respool::keyed_pool p{[&](const std::string& k) {
@@ -268,7 +268,7 @@ TEST_CASE("key_idle_timeout 0 keeps keys until close()", "[keyed]") {
   CHECK(p.key_count() == 1);
 }
 
-TEST_CASE("evict(key) closes one key's idle resources; evict_all() every key's", "[keyed]") {
+TEST_CASE("evict(key) closes one key's idle resources, evict_all() every key's", "[keyed]") {
   conn_factory f;
   respool::keyed_pool p{f, opts{.max_total = 4}};
   { auto a = p.acquire(std::string("a")); auto b = p.acquire(std::string("b")); }
@@ -292,7 +292,7 @@ TEST_CASE("evict(key) closes one key's idle resources; evict_all() every key's",
   CHECK(p.key_count() == 2);  // evicting keeps the keys' sub-pools
 }
 
-TEST_CASE("try_acquire never waits; it gets the key's idle resource", "[keyed]") {
+TEST_CASE("try_acquire never waits, and gets the key's idle resource", "[keyed]") {
   conn_factory f;
   respool::keyed_pool p{f, opts{.key_options = {.max_size = 1}, .max_total = 1}};
   { auto l = p.acquire(std::string("a")); }
@@ -350,7 +350,7 @@ TEST_CASE("invalid options are refused, naming the field", "[keyed]") {
   CHECK(p.acquire(std::string("good")));
 }
 
-TEST_CASE("close(): acquires fail with closed; leases out stay valid until returned",
+TEST_CASE("close(): acquires fail with closed, leases out stay valid until returned",
           "[keyed]") {
   conn_factory f;
   respool::keyed_pool p{f, opts{.max_total = 1}};
