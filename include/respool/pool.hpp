@@ -183,6 +183,17 @@ class pool {
         [p = std::move(pred)](const R& r) -> bool { return static_cast<bool>(p(r)); }));
   }
 
+  /// How long the idle resource returned longest ago has sat idle (to within the coarse
+  /// clock's tick, `housekeeping_interval`), or nothing when none is idle. A reading: it may be
+  /// lent a moment later. (keyed_pool uses it to pick which key gives up an idle resource.)
+  [[nodiscard]] auto oldest_idle_age() const noexcept -> std::optional<std::chrono::nanoseconds> {
+    return core_->oldest_idle_age();
+  }
+
+  /// Closes the idle resource returned longest ago now, on this thread (counted as
+  /// `destroy_reason::evicted`); false if none was idle. Frees its place for a new creation.
+  auto retire_oldest_idle() noexcept -> bool { return core_->retire_oldest_idle(); }
+
   /// Refuses new acquires, wakes waiters with `errc::closed`, closes idle resources, stops the
   /// background threads. Leased resources are closed when they come back; a factory call or
   /// ping still running is not waited for (its resource is closed when it returns). Idempotent.

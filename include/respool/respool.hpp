@@ -4,6 +4,7 @@
 #include "concepts.hpp"
 #include "errors.hpp"
 #include "events.hpp"
+#include "keyed_pool.hpp"
 #include "lease.hpp"
 #include "metrics.hpp"
 #include "options.hpp"

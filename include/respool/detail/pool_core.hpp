@@ -289,6 +289,48 @@ class pool_core final : public lease_home<resource_t<F>> {
     kick_locked();
   }
 
+  // How long the idle resource returned longest ago has been idle (by the coarse clock its
+  // return read), or nullopt with nothing idle. A reading, not a claim: it may be lent meanwhile.
+  // keyed_pool compares these across its sub-pools (their pool times have different origins,
+  // ages do not) to pick the idle resource to close for another key.
+  [[nodiscard]] auto oldest_idle_age() const noexcept -> std::optional<std::chrono::nanoseconds> {
+    std::optional<std::int64_t> oldest;
+    for (std::size_t i = 0; i < table_.size(); ++i) {
+      const auto& s = table_[i];
+      if (slot_table<R>::state_of(s) != slot_state::idle) continue;
+      const auto at = s.last_used.load(std::memory_order_relaxed);
+      if (!oldest || at < *oldest) oldest = at;
+    }
+    if (!oldest) return std::nullopt;
+    return ns(std::max<std::int64_t>(0, clock_.now() - *oldest));
+  }
+
+  // Closes the idle resource returned longest ago, on this thread (destroy_reason::evicted);
+  // false if nothing was idle. A slot claimed between the scan and the reservation is skipped
+  // and the scan repeated, at most once per slot, so this ends.
+  auto retire_oldest_idle() noexcept -> bool {
+    for (std::size_t attempt = 0; attempt < table_.size(); ++attempt) {
+      slot_type* oldest = nullptr;
+      std::int64_t at = 0;
+      for (std::size_t i = 0; i < table_.size(); ++i) {
+        auto& s = table_[i];
+        if (slot_table<R>::state_of(s) != slot_state::idle) continue;
+        const auto used = s.last_used.load(std::memory_order_relaxed);
+        if (oldest == nullptr || used < at) {
+          oldest = &s;
+          at = used;
+        }
+      }
+      if (oldest == nullptr) return false;
+      // Reserved: no borrower can take it, and it is ours to destroy (as housekeeping does).
+      if (slot_table<R>::try_reserve(*oldest)) {
+        destroy_reserved(*oldest, destroy_reason::evicted);
+        return true;
+      }
+    }
+    return false;
+  }
+
   void close() {
     {
       std::lock_guard lk(mutex_);
