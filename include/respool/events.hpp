@@ -33,8 +33,10 @@ enum class destroy_reason : std::uint8_t {
   unwound,            ///< its lease was destroyed by an exception unwinding the stack, with
                       ///< `on_unwind = discard` (with `validate`, a failed check after one is
                       ///< `failed_validation`)
+  reclaimed,          ///< a `keyed_pool` at `max_total` closed it to give its place to a
+                      ///< creation for another key (idle, or on return instead of a reset)
 };
-inline constexpr std::size_t destroy_reason_count = 10;
+inline constexpr std::size_t destroy_reason_count = 11;
 
 [[nodiscard]] constexpr auto to_string(destroy_reason r) noexcept -> std::string_view {
   switch (r) {
@@ -48,6 +50,7 @@ inline constexpr std::size_t destroy_reason_count = 10;
     case destroy_reason::closed: return "closed";
     case destroy_reason::resized: return "resized";
     case destroy_reason::unwound: return "unwound";
+    case destroy_reason::reclaimed: return "reclaimed";
   }
   return "unknown";
 }

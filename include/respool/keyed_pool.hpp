@@ -33,10 +33,9 @@
  * - `max_total` bounds resources alive plus factory calls in flight across every key
  *   (detail/key_budget.hpp, K1). A key that needs one more when the total is reached waits in
  *   one FIFO of creations across keys (K2): the oldest idle resource of another key is closed
- *   to make room (`destroy_reason::evicted` in that key's stats); with none idle, the next
- *   lease returned to another key is destroyed instead of reset (`destroy_reason::failed_reset`
- *   in that key's stats) and its place goes to the waiting key (K3). A creation waits for a
- *   place at most its key's `acquire_timeout`, and gives up when no caller waits for it any
+ *   to make room; with none idle, the next lease returned to another key is destroyed instead
+ *   of reset, and its place goes to the waiting key (K3); both count as
+ *   `destroy_reason::reclaimed` in that key's stats. A creation waits for a place at most its key's `acquire_timeout`, and gives up when no caller waits for it any
  *   more (a try_acquire()'s spare, or min_idle upkeep, beyond the budget): the factory call then
  *   fails with `errc::exhausted`, which the sub-pool counts as a creation failure.
  * - Background threads: the sub-pools run no housekeeper of their own (their
@@ -189,24 +188,29 @@ struct key_factory {
   }
 };
 
-// The resetter each key's sub-pool calls on return: gives the resource up for another key's
-// queued creation (K3), else the user's resetter.
+// The resetter each key's sub-pool calls on return: the resource is given up for another key's
+// queued creation (K3; the pool asks reclaim() first and closes it as reclaimed), else the
+// user's resetter runs.
 template <class Resetter>
 struct key_resetter {
   [[no_unique_address]] Resetter inner;
   std::shared_ptr<key_budget> budget;
   std::shared_ptr<key_demand> demand;
 
+  auto reclaim() -> bool { return budget->give_up_for(demand.get()); }
+
   template <class R>
   auto reset(R& r) -> bool {
-    if (budget->give_up_for(demand.get())) return false;
     if constexpr (std::is_same_v<Resetter, no_reset>) {
+      (void)r;
       return true;
     } else {
       return invoke_reset(inner, r);
     }
   }
 };
+template <class Resetter>
+struct resetter_reclaims<key_resetter<Resetter>> : std::true_type {};
 
 template <class Key>
 auto key_text(const Key& k) -> std::string {

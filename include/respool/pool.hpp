@@ -191,7 +191,7 @@ class pool {
   }
 
   /// Closes the idle resource returned longest ago now, on this thread (counted as
-  /// `destroy_reason::evicted`); false if none was idle. Frees its place for a new creation.
+  /// `destroy_reason::reclaimed`); false if none was idle. Frees its place for a new creation.
   auto retire_oldest_idle() noexcept -> bool { return core_->retire_oldest_idle(); }
 
   /// Refuses new acquires, wakes waiters with `errc::closed`, closes idle resources, stops the

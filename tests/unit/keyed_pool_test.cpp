@@ -163,7 +163,8 @@ TEST_CASE("max_total is never exceeded over a loop of acquires across keys", "[k
   }
   CHECK(f.l->peak.load() <= 4);
   CHECK(f.l->made.load() > 4);  // room was made for new keys: some were closed
-  CHECK(p.stats().destroyed(respool::destroy_reason::evicted) > 0);
+  CHECK(p.stats().destroyed(respool::destroy_reason::reclaimed) > 0);
+  CHECK(p.stats().destroyed(respool::destroy_reason::evicted) == 0);
 }
 
 TEST_CASE("at max_total, the oldest idle resource of another key is closed to make room",
@@ -190,7 +191,8 @@ TEST_CASE("at max_total, the oldest idle resource of another key is closed to ma
     CHECK(f.l->destroyed == std::vector<std::string>{"a"});
   }
   CHECK(p.stats("a").idle == 0);
-  CHECK(p.stats("a").destroyed(respool::destroy_reason::evicted) == 1);
+  CHECK(p.stats("a").destroyed(respool::destroy_reason::reclaimed) == 1);
+  CHECK(p.stats("a").destroyed(respool::destroy_reason::evicted) == 0);
   CHECK(p.stats("b").idle == 1);
   // Now "b" is the oldest idle (c was returned later): the next new key takes b's place.
   manual_clock::advance(10ms);
@@ -230,8 +232,9 @@ TEST_CASE("fair across keys: a quiet key's waiter is served while a busy key flo
   CHECK_FALSE(ec);
   CHECK(quiet->key == "quiet");
   CHECK(waited < 2s);  // about one busy hold, not the busy key's whole flood
-  // The busy key gave one return up for it (its resetter said no).
-  CHECK(p.stats("busy").destroyed(respool::destroy_reason::failed_reset) >= 1);
+  // The busy key gave one return up for it, closed instead of reset.
+  CHECK(p.stats("busy").destroyed(respool::destroy_reason::reclaimed) >= 1);
+  CHECK(p.stats("busy").destroyed(respool::destroy_reason::failed_reset) == 0);
   CHECK(f.l->peak.load() <= 2);
 }
 

@@ -34,7 +34,7 @@ TEST_CASE("retire_oldest_idle closes the resource returned longest ago", "[retir
   CHECK(*age < 40ms);
   CHECK(p.retire_oldest_idle());
   CHECK(p.stats().idle == 1);
-  CHECK(p.stats().destroyed(respool::destroy_reason::evicted) == 1);
+  CHECK(p.stats().destroyed(respool::destroy_reason::reclaimed) == 1);
   CHECK(f.c->live.load() == 1);
   auto left = p.acquire(1s);
   CHECK(left->id == second);

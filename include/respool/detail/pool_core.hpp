@@ -126,6 +126,11 @@ inline auto to_site(const std::source_location& loc) noexcept -> acquire_site {
   return {loc.file_name(), loc.function_name(), loc.line()};
 }
 
+// A resetter that may also give a returning resource up instead of resetting it, by a
+// `bool reclaim()`: keyed_pool's (keyed_pool.hpp), for another key's creation under max_total.
+template <class S>
+struct resetter_reclaims : std::false_type {};
+
 // Slow paths out of line, so the fast path stays a few cache lines of straight code.
 #if defined(__GNUC__) || defined(__clang__)
 #define RESPOOL_DETAIL_COLD [[gnu::cold, gnu::noinline]]
@@ -245,6 +250,8 @@ class pool_core final : public lease_home<resource_t<F>> {
   void finish_release(slot_type& s, std::optional<destroy_reason> why, std::int64_t now) noexcept {
     if (!why && s.evict_check.load(std::memory_order_seq_cst) && matches_evict_check(s))
       why = destroy_reason::evicted;
+    if constexpr (resetter_reclaims<S>::value)
+      if (!why && resetter_.reclaim()) why = destroy_reason::reclaimed;
     if (!why && !invoke_resetter(s)) why = destroy_reason::failed_reset;
     s.last_used.store(now, std::memory_order_relaxed);
     tls_hints.remember(id_, s.index);
@@ -305,7 +312,7 @@ class pool_core final : public lease_home<resource_t<F>> {
     return ns(std::max<std::int64_t>(0, clock_.now() - *oldest));
   }
 
-  // Closes the idle resource returned longest ago, on this thread (destroy_reason::evicted);
+  // Closes the idle resource returned longest ago, on this thread (destroy_reason::reclaimed);
   // false if nothing was idle. A slot claimed between the scan and the reservation is skipped
   // and the scan repeated, at most once per slot, so this ends.
   auto retire_oldest_idle() noexcept -> bool {
@@ -324,7 +331,7 @@ class pool_core final : public lease_home<resource_t<F>> {
       if (oldest == nullptr) return false;
       // Reserved: no borrower can take it, and it is ours to destroy (as housekeeping does).
       if (slot_table<R>::try_reserve(*oldest)) {
-        destroy_reserved(*oldest, destroy_reason::evicted);
+        destroy_reserved(*oldest, destroy_reason::reclaimed);
         return true;
       }
     }
