@@ -521,8 +521,12 @@ class keyed_pool {
         stopping = true;
       }
       hk_cv.notify_all();
-      key_budget::close();  // queued creations fail with `closed`
+      // The sub-pools first, so that their waiters fail with `closed`: a queued creation that
+      // failed first (the budget closed) could trip a sub-pool's breaker and give its waiters
+      // `create_failed`. A key's queued creation gives up once its callers are gone (K4,
+      // within a poll), so each close is quick.
       for (auto& e : all) retire(*e);
+      key_budget::close();  // anything still queued fails with `closed`
     }
 
     void housekeeper_loop() {
