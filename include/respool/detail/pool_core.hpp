@@ -301,15 +301,9 @@ class pool_core final : public lease_home<resource_t<F>> {
   // keyed_pool compares these across its sub-pools (their pool times have different origins,
   // ages do not) to pick the idle resource to close for another key.
   [[nodiscard]] auto oldest_idle_age() const noexcept -> std::optional<std::chrono::nanoseconds> {
-    std::optional<std::int64_t> oldest;
-    for (std::size_t i = 0; i < table_.size(); ++i) {
-      const auto& s = table_[i];
-      if (slot_table<R>::state_of(s) != slot_state::idle) continue;
-      const auto at = s.last_used.load(std::memory_order_relaxed);
-      if (!oldest || at < *oldest) oldest = at;
-    }
+    const auto oldest = find_oldest_idle();
     if (!oldest) return std::nullopt;
-    return ns(std::max<std::int64_t>(0, clock_.now() - *oldest));
+    return ns(std::max<std::int64_t>(0, clock_.now() - oldest->returned_at));
   }
 
   // Closes the idle resource returned longest ago, on this thread (destroy_reason::reclaimed);
@@ -317,21 +311,12 @@ class pool_core final : public lease_home<resource_t<F>> {
   // and the scan repeated, at most once per slot, so this ends.
   auto retire_oldest_idle() noexcept -> bool {
     for (std::size_t attempt = 0; attempt < table_.size(); ++attempt) {
-      slot_type* oldest = nullptr;
-      std::int64_t at = 0;
-      for (std::size_t i = 0; i < table_.size(); ++i) {
-        auto& s = table_[i];
-        if (slot_table<R>::state_of(s) != slot_state::idle) continue;
-        const auto used = s.last_used.load(std::memory_order_relaxed);
-        if (oldest == nullptr || used < at) {
-          oldest = &s;
-          at = used;
-        }
-      }
-      if (oldest == nullptr) return false;
+      const auto oldest = find_oldest_idle();
+      if (!oldest) return false;
       // Reserved: no borrower can take it, and it is ours to destroy (as housekeeping does).
-      if (slot_table<R>::try_reserve(*oldest)) {
-        destroy_reserved(*oldest, destroy_reason::reclaimed);
+      auto& s = table_[oldest->index];
+      if (slot_table<R>::try_reserve(s)) {
+        destroy_reserved(s, destroy_reason::reclaimed);
         return true;
       }
     }
@@ -549,6 +534,22 @@ class pool_core final : public lease_home<resource_t<F>> {
     slot_type* s = table_.claim_scan(h, notes);
     if (notes.republished) wake_if_waiting();
     return s;
+  }
+
+  // The idle slot returned longest ago (by last_used), if any: a reading, it may be lent meanwhile.
+  struct idle_slot {
+    std::size_t index;
+    std::int64_t returned_at;
+  };
+  [[nodiscard]] auto find_oldest_idle() const noexcept -> std::optional<idle_slot> {
+    std::optional<idle_slot> oldest;
+    for (std::size_t i = 0; i < table_.size(); ++i) {
+      const auto& s = table_[i];
+      if (slot_table<R>::state_of(s) != slot_state::idle) continue;
+      const auto at = s.last_used.load(std::memory_order_relaxed);
+      if (!oldest || at < oldest->returned_at) oldest = idle_slot{i, at};
+    }
+    return oldest;
   }
 
   // ---- borrowing
