@@ -35,8 +35,10 @@ enum class destroy_reason : std::uint8_t {
                       ///< `failed_validation`)
   reclaimed,          ///< a `keyed_pool` at `max_total` closed it to give its place to a
                       ///< creation for another key (idle, or on return instead of a reset)
+  rebalanced,         ///< a `cluster_pool` closed it on return: its endpoint held more than
+                      ///< its share of the connections, so the next one goes to another
 };
-inline constexpr std::size_t destroy_reason_count = 11;
+inline constexpr std::size_t destroy_reason_count = 12;
 
 [[nodiscard]] constexpr auto to_string(destroy_reason r) noexcept -> std::string_view {
   switch (r) {
@@ -51,6 +53,7 @@ inline constexpr std::size_t destroy_reason_count = 11;
     case destroy_reason::resized: return "resized";
     case destroy_reason::unwound: return "unwound";
     case destroy_reason::reclaimed: return "reclaimed";
+    case destroy_reason::rebalanced: return "rebalanced";
   }
   return "unknown";
 }

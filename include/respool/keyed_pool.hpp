@@ -87,38 +87,6 @@
 
 RESPOOL_NAMESPACE_BEGIN
 
-namespace detail {
-template <class F, class K>
-concept member_keyed_factory = requires(F& f, const K& k) { f.create(k); };
-
-template <class F, class K>
-struct keyed_factory_result {
-  using type = void;
-};
-template <class F, class K>
-  requires member_keyed_factory<F, K>
-struct keyed_factory_result<F, K> {
-  using type = std::remove_cvref_t<decltype(std::declval<F&>().create(std::declval<const K&>()))>;
-};
-template <class F, class K>
-  requires(!member_keyed_factory<F, K> && std::invocable<F&, const K&>)
-struct keyed_factory_result<F, K> {
-  using type = std::remove_cvref_t<std::invoke_result_t<F&, const K&>>;
-};
-}  // namespace detail
-
-/// A type that makes resources for a key: `f.create(key)` or `f(key)`, returning a movable,
-/// non-void value.
-template <class F, class K>
-concept keyed_factory = !std::is_void_v<typename detail::keyed_factory_result<F, K>::type> &&
-                        std::move_constructible<typename detail::keyed_factory_result<F, K>::type> &&
-                        std::destructible<typename detail::keyed_factory_result<F, K>::type>;
-
-/// The resource type a keyed factory makes.
-template <class F, class K>
-  requires keyed_factory<F, K>
-using keyed_resource_t = typename detail::keyed_factory_result<F, K>::type;
-
 /// How a keyed_pool sizes its keys and itself. An aggregate for designated initialisers;
 /// `validate()` (also called by the constructor) throws `std::invalid_argument` naming the field.
 template <class Key>
@@ -176,11 +144,7 @@ struct key_factory {
   auto create() -> keyed_resource_t<Factory, Key> {
     budget->admit(*demand, wait_ns);
     try {
-      if constexpr (member_keyed_factory<Factory, Key>) {
-        return make->create(std::as_const(key));
-      } else {
-        return std::invoke(*make, std::as_const(key));
-      }
+      return invoke_keyed_create(*make, key);
     } catch (...) {
       budget->release();
       throw;
@@ -197,7 +161,10 @@ struct key_resetter {
   std::shared_ptr<key_budget> budget;
   std::shared_ptr<key_demand> demand;
 
-  auto reclaim() -> bool { return budget->give_up_for(demand.get()); }
+  auto reclaim(std::uint32_t /*origin*/) -> std::optional<destroy_reason> {
+    if (budget->give_up_for(demand.get())) return destroy_reason::reclaimed;
+    return std::nullopt;
+  }
 
   template <class R>
   auto reset(R& r) -> bool {

@@ -58,6 +58,7 @@ template <factory F>
 struct resource_or_placeholder<F> {
   using type = resource_t<F>;
 };
+struct pool_access;
 }  // namespace detail
 
 template <class Factory, class Validator = always_valid, class Resetter = no_reset,
@@ -179,8 +180,8 @@ class pool {
   template <class Pred>
     requires std::predicate<const Pred&, const R&>
   void evict_if(Pred pred) {
-    core_->evict_if(std::make_shared<const std::function<bool(const R&)>>(
-        [p = std::move(pred)](const R& r) -> bool { return static_cast<bool>(p(r)); }));
+    core_->evict_if(std::make_shared<const std::function<bool(const R&, std::uint32_t)>>(
+        [p = std::move(pred)](const R& r, std::uint32_t) -> bool { return static_cast<bool>(p(r)); }));
   }
 
   /// How long the idle resource returned longest ago has sat idle (to within the coarse
@@ -246,6 +247,7 @@ class pool {
   }
 
  private:
+  friend struct detail::pool_access;
   static auto checked(pool_options o) -> pool_options {
     o.validate();
     return o;
@@ -261,6 +263,16 @@ class pool {
 
   core_type* core_;
 };
+
+namespace detail {
+// The core behind a pool, for respool's own compositions (cluster_pool).
+struct pool_access {
+  template <class P>
+  static auto core(P& p) noexcept -> auto& {
+    return *p.core_;
+  }
+};
+}  // namespace detail
 
 template <class F>
 pool(F) -> pool<F>;

@@ -85,6 +85,9 @@ class creation_breaker {
     probing_ = false;
     next_at_ = 0;
   }
+  /// The backend is known to answer again (cluster_pool's probe said so): the backoff ends,
+  /// the next attempt (still a single probe) may start at once.
+  void clear_backoff() noexcept { next_at_ = 0; }
   /// `jitter` in [0.5, 1]: the fraction of the backoff to wait, so many pools do not retry in
   /// lockstep.
   void on_failure(std::int64_t now, double jitter, bool was_probe) noexcept {

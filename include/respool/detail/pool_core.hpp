@@ -127,7 +127,9 @@ inline auto to_site(const std::source_location& loc) noexcept -> acquire_site {
 }
 
 // A resetter that may also give a returning resource up instead of resetting it, by a
-// `bool reclaim()`: keyed_pool's (keyed_pool.hpp), for another key's creation under max_total.
+// `std::optional<destroy_reason> reclaim(std::uint32_t origin)` saying why: keyed_pool's
+// (keyed_pool.hpp), for another key's creation under max_total; cluster_pool's, to move
+// connections off an endpoint that holds more than its share.
 template <class S>
 struct resetter_reclaims : std::false_type {};
 
@@ -251,7 +253,7 @@ class pool_core final : public lease_home<resource_t<F>> {
     if (!why && s.evict_check.load(std::memory_order_seq_cst) && matches_evict_check(s))
       why = destroy_reason::evicted;
     if constexpr (resetter_reclaims<S>::value)
-      if (!why && resetter_.reclaim()) why = destroy_reason::reclaimed;
+      if (!why) why = resetter_.reclaim(s.origin);
     if (!why && !invoke_resetter(s)) why = destroy_reason::failed_reset;
     s.last_used.store(now, std::memory_order_relaxed);
     tls_hints.remember(id_, s.index);
@@ -279,7 +281,8 @@ class pool_core final : public lease_home<resource_t<F>> {
     run_pending_jobs();
   }
 
-  using evict_predicate = std::shared_ptr<const std::function<bool(const R&)>>;
+  // Given the resource and its origin (concepts.hpp, origin_factory).
+  using evict_predicate = std::shared_ptr<const std::function<bool(const R&, std::uint32_t)>>;
   void evict_if(const evict_predicate& pred);
 
   void evict_all() {
@@ -293,6 +296,13 @@ class pool_core final : public lease_home<resource_t<F>> {
     // holder) or is idle for this sweep.
     destroy_idle(destroy_reason::evicted);
     std::lock_guard lk(mutex_);
+    kick_locked();
+  }
+
+  // The backend answers again (cluster_pool probed it): a backoff in progress ends now.
+  void retry_creation_now() {
+    std::lock_guard lk(mutex_);
+    breaker_.clear_backoff();
     kick_locked();
   }
 
@@ -933,7 +943,7 @@ class pool_core final : public lease_home<resource_t<F>> {
   // ---- eviction by predicate (defined in pool_housekeeping.hpp)
   RESPOOL_DETAIL_COLD auto matches_evict_check(slot_type& s) noexcept -> bool;
   auto apply_evict_checks_locked(slot_type& s, std::unique_lock<std::mutex>& lk) noexcept -> bool;
-  auto any_matches(const std::vector<evict_predicate>& preds, const R& r) noexcept -> bool;
+  auto any_matches(const std::vector<evict_predicate>& preds, const slot_type& s) noexcept -> bool;
 
   // ---- waiting (defined in pool_waiting.hpp)
   // Both acquires: an idle resource at once, else the slow path (which looks at idle slots
@@ -1028,6 +1038,7 @@ class pool_core final : public lease_home<resource_t<F>> {
   // Destroys the resource of a reserved slot this thread owns and frees the place.
   void destroy_reserved(slot_type& s, destroy_reason why) noexcept {
     s.resource.reset();  // may be slow (closing a socket): outside the lock
+    if constexpr (origin_factory<F>) factory_.destroyed(s.origin, why);
     std::unique_lock lk(mutex_);
     drop_evict_check_locked(s);
     slot_table<R>::release_empty(s);
@@ -1053,6 +1064,7 @@ class pool_core final : public lease_home<resource_t<F>> {
 
   void drop_orphan(slot_type& s) noexcept {
     s.resource.reset();
+    if constexpr (origin_factory<F>) factory_.destroyed(s.origin, destroy_reason::closed);
     unref();
   }
 

@@ -41,7 +41,7 @@ auto pool_core<F, V, S, Clock>::create_one_locked(std::unique_lock<std::mutex>& 
   std::exception_ptr error;
   run_user_code_locked(lk, [&] {
     try {
-      s.resource.emplace(invoke_create(factory_));
+      s.resource.emplace(invoke_create(factory_, s.origin));
     } catch (...) {
       error = std::current_exception();
     }

@@ -162,7 +162,7 @@ auto pool_core<F, V, S, Clock>::matches_evict_check(slot_type& s) noexcept -> bo
       evict_checks_.erase(it);
     }
   }
-  return any_matches(preds, *s.resource);
+  return any_matches(preds, s);
 }
 
 // The owner of `s` (lock held; released meanwhile) applies every predicate that waits for it,
@@ -184,10 +184,10 @@ auto pool_core<F, V, S, Clock>::apply_evict_checks_locked(slot_type& s,
 // A predicate that throws counts as a match: a resource we cannot judge is not lent again.
 template <class F, class V, class S, class Clock>
 auto pool_core<F, V, S, Clock>::any_matches(const std::vector<evict_predicate>& preds,
-                                            const R& r) noexcept -> bool {
+                                            const slot_type& s) noexcept -> bool {
   for (const auto& p : preds) {
     try {
-      if ((*p)(r)) return true;
+      if ((*p)(*s.resource, s.origin)) return true;
     } catch (...) {
       return true;
     }

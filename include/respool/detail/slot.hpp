@@ -47,6 +47,9 @@ struct alignas(cache_line) slot {
   // Owner-written like the fields at the top, kept here where a byte was free: its last lease was
   // unwound (on_unwind = validate), so it is validated before it is lent again.
   bool must_validate = false;
+  // Where the resource came from, as its factory said (concepts.hpp, origin_factory): a
+  // cluster_pool's endpoint id; 0 otherwise. Owner-written at creation, read by its owners.
+  std::uint32_t origin = 0;
 
   std::optional<R> resource;
 
