@@ -161,7 +161,7 @@ struct cluster_pool_options {
 inline void validate_endpoints(const std::vector<endpoint>& eps, const std::string& cluster) {
   auto fail = [&](std::size_t i, const std::string& why) {
     throw std::invalid_argument("respool cluster '" + cluster + "': endpoints[" +
-                                std::to_string(i) + "] " + why);
+                                std::to_string(i) + "]" + why);
   };
   if (eps.empty())
     throw std::invalid_argument("respool cluster '" + cluster + "': endpoints must not be empty");
