@@ -63,7 +63,8 @@ struct endpoint_stats {
   bool removed = false;
   /// The last lag the probe measured (replicas, with `replication_lag` set), else nothing.
   std::optional<std::chrono::milliseconds> replication_lag;
-  /// Failures since its last success (a connection made, a lease returned as usual).
+  /// Failures since its last success (a lease returned as usual, or the probe that brought it
+  /// back).
   std::uint32_t consecutive_failures = 0;
   /// The last error its connections, or its probe, met; empty if none.
   std::string last_error;

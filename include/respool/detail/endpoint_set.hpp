@@ -23,9 +23,10 @@
 //      live / weight is strictly below L / W: the endpoint that gains the successor stays below
 //      fair + 1, and connections never bounce back.
 //  E5. An endpoint goes down after `failures_to_exclude` failures since its last success
-//      (creation failed, validation failed, lease discarded, lag probe failed); successes are
-//      a creation, and a lease returned as usual. Down, it is probed with a jittered, doubling
-//      backoff; the first probe that connects brings it back.
+//      (creation failed, validation failed, lease discarded, lag probe failed). A success is a
+//      lease returned as usual: a connect that works proves little (a node can accept
+//      connections and fail every query), a connection used and given back does. Down, it is
+//      probed with a jittered, doubling backoff; the first probe that connects brings it back.
 #include <algorithm>
 #include <atomic>
 #include <chrono>
@@ -168,8 +169,6 @@ class endpoint_set {
     e.live.fetch_add(1, std::memory_order_relaxed);
     return endpoint_job{*best, e.generation, e.ep};
   }
-
-  void created(std::uint32_t id) noexcept { entries_[id].failures.store(0, std::memory_order_relaxed); }
 
   void creation_failed(std::uint32_t id, std::string_view error, std::int64_t now) {
     std::lock_guard lk(mutex_);
