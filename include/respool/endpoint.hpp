@@ -76,13 +76,14 @@ struct cluster_stats {
   pool_stats reads;   ///< the pool of `route::read`, over the replicas
   std::vector<endpoint_stats> endpoints;
 
-  /// The endpoint called `name`, or null.
-  [[nodiscard]] auto find(std::string_view name) const noexcept -> const endpoint_stats* {
+  /// The endpoint called `name` (a copy: safe to keep past this snapshot), or nothing. One in
+  /// the set comes before one of the same name still draining.
+  [[nodiscard]] auto find(std::string_view name) const -> std::optional<endpoint_stats> {
     for (const auto& e : endpoints)
-      if (e.name == name && !e.removed) return &e;
+      if (e.name == name && !e.removed) return e;
     for (const auto& e : endpoints)
-      if (e.name == name) return &e;
-    return nullptr;
+      if (e.name == name) return e;
+    return std::nullopt;
   }
 };
 

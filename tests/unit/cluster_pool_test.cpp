@@ -147,7 +147,7 @@ TEST_CASE("writes go to the primary, reads to the replicas, and endpoint_of says
   const auto s = p.stats();
   CHECK(s.writes.in_use == 1);
   CHECK(s.reads.in_use == 6);
-  REQUIRE(s.find("r1") != nullptr);
+  REQUIRE(s.find("r1").has_value());
   CHECK(s.find("r1")->live == 3);
   CHECK(s.find("r1")->healthy);
 }
@@ -433,12 +433,12 @@ TEST_CASE("set_endpoints: a new endpoint gets the next connections, a removed on
   p.set_endpoints(primaries({"a", "c"}));
   CHECK(f->live_of("b") == 2);  // the idle one closed at once, the leased ones still valid
   auto b = p.stats().find("b");
-  REQUIRE(b != nullptr);
+  REQUIRE(b.has_value());
   CHECK(b->removed);
   CHECK(b->live == 2);
   for (auto& l : held) CHECK_FALSE(l->at.empty());
   held.clear();  // b's come back and are closed (in the background)
-  CHECK(eventually([&] { return f->live_of("b") == 0 && p.stats().find("b") == nullptr; }, 2s));
+  CHECK(eventually([&] { return f->live_of("b") == 0 && !p.stats().find("b").has_value(); }, 2s));
   CHECK(p.endpoints() == primaries({"a", "c"}));
   auto more = leases(p, route::write, 6);
   CHECK(f->live_of("c") >= 3);
