@@ -184,9 +184,12 @@ struct cluster_state {
   cluster_state(Factory f, cluster_pool_options<R> o)
       : make(std::move(f)),
         opts(std::move(o)),
-        endpoints(endpoint_set_config{opts.failures_to_exclude, saturating_ns(opts.probe_backoff_min),
-                                      saturating_ns(opts.probe_backoff_max),
-                                      opts.max_replica_lag.count()}) {}
+        endpoints(endpoint_set_config{
+            opts.failures_to_exclude,
+            {static_cast<std::int64_t>(opts.write_pool.create_concurrency),
+             static_cast<std::int64_t>(opts.read_pool.create_concurrency)},
+            saturating_ns(opts.probe_backoff_min), saturating_ns(opts.probe_backoff_max),
+            opts.max_replica_lag.count()}) {}
 
   auto create(const endpoint& ep) -> R { return invoke_keyed_create(make, ep); }
 
@@ -264,8 +267,7 @@ struct cluster_resetter {
   std::shared_ptr<cluster_state<Factory, R>> st;
 
   auto reclaim(std::uint32_t origin) noexcept -> std::optional<destroy_reason> {
-    st->endpoints.returned(origin);
-    if (st->endpoints.over_share(origin)) return destroy_reason::rebalanced;
+    if (st->endpoints.move_on_return(origin)) return destroy_reason::rebalanced;
     return std::nullopt;
   }
   auto reset(R& r) -> bool {
@@ -529,6 +531,11 @@ class cluster_pool {
 
   static void maintain(state& st, pools& p, lag_connections& lags) {
     carry_out(st, p);
+    // E6: moves with no caller waiting for their successor are done: the pool shrank.
+    for (std::uint8_t g = 0; g < 2; ++g) {
+      const auto s = p.of(g).stats();
+      if (s.waiters == 0 && s.creating == 0) st.endpoints.settle_moves(g);
+    }
     const auto now = detail::steady_ns();
     for (const auto& job : st.endpoints.probes_due(now)) {
       if (stopping(st)) return;

@@ -63,6 +63,19 @@
  * (2) `reason` names the field of `thread_pool_rejections`: `aborted`, `caller_ran`,
  * `discarded`, `discarded_oldest`, `timed_out`, `closed`.
  *
+ * A cluster_pool's: its two pools as resource pools above, named "<cluster>[write]" and
+ * "<cluster>[read]", and per endpoint, labelled `pool_name="<cluster>"`, `endpoint`, `role`:
+ *
+ * | metric                                              | type  | from `endpoint_stats`       |
+ * |-----------------------------------------------------|-------|-----------------------------|
+ * | `respool_cluster_endpoint_connections`              | gauge | `live`                      |
+ * | `respool_cluster_endpoint_up`                       | gauge | `healthy` (1 or 0)          |
+ * | `respool_cluster_endpoint_lagging`                  | gauge | `lagging` (1 or 0)          |
+ * | `respool_cluster_endpoint_replication_lag_seconds`  | gauge | `replication_lag` (3)       |
+ * | `respool_cluster_endpoint_consecutive_failures`     | gauge | `consecutive_failures`      |
+ *
+ * (3) only for endpoints with a reading (replicas, with a lag probe).
+ *
  * Histograms: `wait_histogram`'s power-of-two microsecond buckets become cumulative `_bucket`
  * lines with `le` the bucket's upper bound in seconds (`1e-06`, `2e-06`, `4e-06`, ...,
  * `1073.741824`, then `+Inf` for the last, open bucket), every bucket always, so that the set of
@@ -88,10 +101,12 @@
 #include <cstddef>
 #include <cstdint>
 #include <initializer_list>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
 
+#include "endpoint.hpp"
 #include "events.hpp"
 #include "stats.hpp"
 #include "thread_pool_stats.hpp"
@@ -385,6 +400,55 @@ inline auto rejections(const thread_pool_rejections& r, std::size_t i) -> std::u
 [[nodiscard]] inline auto prometheus(const thread_pool_stats& stats, std::string_view pool_name)
     -> std::string {
   return prometheus({named<thread_pool_stats>{pool_name, stats}});
+}
+
+/// A cluster_pool's stats: its two pools, then its endpoints (see the table above).
+/// `cluster_name` should be the cluster's `options().name`, so that the pools' series carry
+/// the names the cluster gave them.
+[[nodiscard]] inline auto prometheus(const cluster_stats& stats, std::string_view cluster_name)
+    -> std::string {
+  const std::string write = std::string(cluster_name) + "[write]";
+  const std::string read = std::string(cluster_name) + "[read]";
+  std::string out = prometheus({{write, stats.writes}, {read, stats.reads}});
+  const auto family = [&](std::string_view name, std::string_view help, auto get) {
+    detail::append_header(out, name, "gauge", help);
+    for (const auto& e : stats.endpoints) {
+      if (e.removed) continue;  // draining: its connections are counted in the pools
+      const std::optional<double> v = get(e);
+      if (!v) continue;
+      out += name;
+      out += "{pool_name=\"";
+      detail::append_escaped(out, cluster_name, true);
+      out += "\",endpoint=\"";
+      detail::append_escaped(out, e.name, true);
+      out += "\",role=\"";
+      out += to_string(e.role);
+      out += "\"} ";
+      detail::append_number(out, *v);
+      out += '\n';
+    }
+  };
+  using e_t = const endpoint_stats&;
+  using opt = std::optional<double>;
+  family("respool_cluster_endpoint_connections",
+         "The number of connections to the endpoint, open or being opened.",
+         [](e_t e) -> opt { return static_cast<double>(e.live); });
+  family("respool_cluster_endpoint_up",
+         "1 while the endpoint answers, 0 while it is taken out after failures and probed.",
+         [](e_t e) -> opt { return e.healthy ? 1.0 : 0.0; });
+  family("respool_cluster_endpoint_lagging",
+         "1 while the replica is further behind than max_replica_lag (it gets no reads), else 0.",
+         [](e_t e) -> opt { return e.lagging ? 1.0 : 0.0; });
+  family("respool_cluster_endpoint_replication_lag_seconds",
+         "How far behind the primary the replica was at its last lag check.",
+         [](e_t e) -> opt {
+           if (!e.replication_lag) return std::nullopt;
+           return static_cast<double>(e.replication_lag->count()) / 1000.0;
+         });
+  family("respool_cluster_endpoint_consecutive_failures",
+         "Failures of the endpoint since its last success (failures_to_exclude takes it out).",
+         [](e_t e) -> opt { return static_cast<double>(e.consecutive_failures); });
+  return out;
 }
 
 }  // namespace metrics

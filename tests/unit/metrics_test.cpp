@@ -330,6 +330,45 @@ TEST_CASE("a live pool and thread pool: the text says what stats() says", "[metr
                            std::to_string(t.threads)));
 }
 
+namespace {
+auto known_cluster_stats() -> respool::cluster_stats {
+  respool::cluster_stats c;
+  c.writes = known_pool_stats();
+  respool::endpoint_stats p;
+  p.name = "db1";
+  p.live = 4;
+  c.endpoints.push_back(p);
+  respool::endpoint_stats r;
+  r.name = "db2";
+  r.role = respool::role::replica;
+  r.live = 2;
+  r.lagging = true;
+  r.replication_lag = std::chrono::milliseconds(1500);
+  r.consecutive_failures = 1;
+  c.endpoints.push_back(r);
+  respool::endpoint_stats gone;
+  gone.name = "db0";
+  gone.live = 1;
+  gone.removed = true;
+  c.endpoints.push_back(gone);
+  return c;
+}
+}  // namespace
+
+TEST_CASE("cluster metrics: both pools, then per endpoint connections, health and lag", "[metrics]") {
+  const auto text = metrics::prometheus(known_cluster_stats(), "db");
+  CHECK(has_line(text, "db_client_connection_max{pool_name=\"db[write]\"} 8"));
+  CHECK(has_line(text, "respool_connection_acquired_total{pool_name=\"db[read]\"} 0"));
+  CHECK(has_line(text, "respool_cluster_endpoint_connections{pool_name=\"db\",endpoint=\"db1\",role=\"primary\"} 4"));
+  CHECK(has_line(text, "respool_cluster_endpoint_up{pool_name=\"db\",endpoint=\"db2\",role=\"replica\"} 1"));
+  CHECK(has_line(text, "respool_cluster_endpoint_lagging{pool_name=\"db\",endpoint=\"db2\",role=\"replica\"} 1"));
+  CHECK(has_line(text, "respool_cluster_endpoint_replication_lag_seconds{pool_name=\"db\",endpoint=\"db2\",role=\"replica\"} 1.5"));
+  CHECK(has_line(text, "respool_cluster_endpoint_consecutive_failures{pool_name=\"db\",endpoint=\"db2\",role=\"replica\"} 1"));
+  // No lag reading for the primary; a removed endpoint is not listed.
+  CHECK(text.find("replication_lag_seconds{pool_name=\"db\",endpoint=\"db1\"") == std::string::npos);
+  CHECK(text.find("endpoint=\"db0\"") == std::string::npos);
+}
+
 TEST_CASE("promtool check metrics accepts both outputs", "[metrics][promtool]") {
   if (!promtool_on_path()) {
     WARN("promtool is not on PATH (Debian package prometheus; bash scripts/install-deps.sh test): "
@@ -348,6 +387,10 @@ TEST_CASE("promtool check metrics accepts both outputs", "[metrics][promtool]") 
       metrics::prometheus({{"orders", known_pool_stats()}, {"we\"ird\\name\n", other}}) +
       metrics::prometheus({{"io", known_thread_pool_stats()}, {"cpu", {}}});
   const auto r = promtool_check(text);
+  const auto rc = promtool_check(metrics::prometheus(known_cluster_stats(), "db"));
+  INFO("promtool on the cluster's: exit " << rc.exit_code << "\n" << rc.output);
+  CHECK(rc.exit_code == 0);
+  CHECK(rc.output.empty());
   INFO("promtool check metrics: exit " << r.exit_code << "\n" << r.output << "\non:\n" << text);
   CHECK(r.exit_code == 0);
   CHECK(r.output.empty());

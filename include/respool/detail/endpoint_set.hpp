@@ -16,18 +16,25 @@
 //  E3. usable(id) = in the set && !down && !lagging. Written under the lock, read without it
 //      (relaxed): a stale read at worst sends one creation to an endpoint just taken out, whose
 //      eviction, queued in the same critical section, then closes that connection too.
-//  E4. (Shares.) Among a group's usable endpoints, fair(i) = L * w(i) / W, L their live total
-//      and W their weight total. A connection coming back to endpoint i moves (is closed, so
-//      its successor goes to the endpoint with the lowest live / weight) when live(i) >=
-//      fair(i) + 1. With one connection closed the live total is below L, so the lowest
-//      live / weight is strictly below L / W: the endpoint that gains the successor stays below
-//      fair + 1, and connections never bounce back.
+//  E4. (Shares.) Among a group's usable endpoints, fair(i) = L * w(i) / W, W their weight
+//      total and L their live total plus the group's moves in flight. A connection coming back
+//      to endpoint i moves when live(i) >= fair(i) + 1: it is closed, counted out of live(i) at
+//      once and into `moving`, and its successor, whose pick() counts it out of `moving`, goes
+//      to the endpoint with the lowest live / weight. So L does not shrink while connections
+//      move (counting it as it shrank would close many more than the surplus), and the lowest
+//      live / weight, with one connection of L not yet placed, is strictly below L / W: the
+//      endpoint that gains the successor stays below fair + 1; connections never bounce back.
+//  E6. At most `move_limit` moves of a group are in flight (its pool's create_concurrency),
+//      so rebalancing takes away at most that many connections before their successors come.
+//      Moves whose successor no caller needs (the pool had no waiter) are settled by the owner
+//      (settle_moves), so that the count does not stall rebalancing later.
 //  E5. An endpoint goes down after `failures_to_exclude` failures since its last success
 //      (creation failed, validation failed, lease discarded, lag probe failed). A success is a
 //      lease returned as usual: a connect that works proves little (a node can accept
 //      connections and fail every query), a connection used and given back does. Down, it is
 //      probed with a jittered, doubling backoff; the first probe that connects brings it back.
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <chrono>
 #include <cstddef>
@@ -70,6 +77,7 @@ struct endpoint_job {
 
 struct endpoint_set_config {
   std::uint32_t failures_to_exclude = 3;
+  std::array<std::int64_t, 2> move_limit{2, 2};  // E6, per group
   std::int64_t probe_backoff_min_ns = 100'000'000;
   std::int64_t probe_backoff_max_ns = 5'000'000'000;
   std::int64_t max_lag_ms = 10'000;
@@ -165,6 +173,10 @@ class endpoint_set {
     }
     if (!best) return std::nullopt;
     ++rotation_;
+    // A successor of a moved connection, or any creation: it takes a moved one's place (E4).
+    auto& m = moving_[group];
+    for (auto moves = m.load(std::memory_order_relaxed); moves > 0;)
+      if (m.compare_exchange_weak(moves, moves - 1, std::memory_order_relaxed)) break;
     auto& e = entries_[*best];
     e.live.fetch_add(1, std::memory_order_relaxed);
     return endpoint_job{*best, e.generation, e.ep};
@@ -177,9 +189,11 @@ class endpoint_set {
     failure_locked(e, id, error, now);
   }
 
-  // A connection to `id` is gone. A failed validation or a discard counts as a failure (E5).
+  // A connection to `id` is gone. A failed validation or a discard counts as a failure (E5);
+  // a moved one was counted out when it moved (E4).
   void destroyed(std::uint32_t id, destroy_reason why, std::int64_t now) noexcept {
     auto& e = entries_[id];
+    if (why == destroy_reason::rebalanced) return;
     if (why != destroy_reason::failed_validation && why != destroy_reason::discarded) {
       e.live.fetch_sub(1, std::memory_order_relaxed);
       return;
@@ -195,26 +209,40 @@ class endpoint_set {
     }
   }
 
-  // A lease came back as usual: a success (E5). Lock-free: on every return.
-  void returned(std::uint32_t id) noexcept {
-    auto& f = entries_[id].failures;
+  // A lease of `id` came back as usual (a success, E5): true if its connection moves (E4, E6),
+  // counted out of live and into the moves in flight. Lock-free: on every return.
+  auto move_on_return(std::uint32_t id) noexcept -> bool {
+    auto& e = entries_[id];
+    auto& f = e.failures;
     if (f.load(std::memory_order_relaxed) != 0) f.store(0, std::memory_order_relaxed);
+    if (!over_share(id)) return false;
+    const auto group = e.group.load(std::memory_order_relaxed);
+    auto& m = moving_[group];
+    for (auto n = m.load(std::memory_order_relaxed);;) {
+      if (n >= cfg_.move_limit[group]) return false;  // E6: wait for successors first
+      if (m.compare_exchange_weak(n, n + 1, std::memory_order_relaxed)) break;
+    }
+    e.live.fetch_sub(1, std::memory_order_relaxed);
+    return true;
   }
 
-  // E4, lock-free (on every return): does a connection of `id` coming back move elsewhere?
+  // Moves of `group` whose successors no caller waits for: the pool simply has fewer (E6).
+  void settle_moves(std::uint8_t group) noexcept { moving_[group].store(0, std::memory_order_relaxed); }
+
+  // E4: is `id` at or above its share plus one?
   [[nodiscard]] auto over_share(std::uint32_t id) const noexcept -> bool {
     const auto& e = entries_[id];
     if (!e.usable.load(std::memory_order_relaxed)) return false;  // being evicted anyway
     const auto group = e.group.load(std::memory_order_relaxed);
     const auto n = high_water_.load(std::memory_order_acquire);
     std::int64_t weights = 0;
-    std::int64_t live = 0;
+    std::int64_t live = moving_[group].load(std::memory_order_relaxed);
     for (std::uint32_t i = 0; i < n; ++i) {
-      const auto& f = entries_[i];
-      if (!f.usable.load(std::memory_order_relaxed) || f.group.load(std::memory_order_relaxed) != group)
+      const auto& g = entries_[i];
+      if (!g.usable.load(std::memory_order_relaxed) || g.group.load(std::memory_order_relaxed) != group)
         continue;
-      weights += f.weight.load(std::memory_order_relaxed);
-      live += f.live.load(std::memory_order_relaxed);
+      weights += g.weight.load(std::memory_order_relaxed);
+      live += g.live.load(std::memory_order_relaxed);
     }
     const std::int64_t mine = e.live.load(std::memory_order_relaxed);
     const std::int64_t w = e.weight.load(std::memory_order_relaxed);
@@ -429,6 +457,7 @@ class endpoint_set {
   mutable std::mutex mutex_;
   std::unique_ptr<entry[]> entries_;
   std::atomic<std::uint32_t> high_water_{0};  // ids below it may be in use; only grows
+  std::array<std::atomic<std::int64_t>, 2> moving_{};  // E4, E6: moves in flight, per group
   std::uint32_t rotation_ = 0;                // guarded by mutex_
   std::vector<endpoint_action> actions_;      // guarded by mutex_
   std::mt19937_64 rng_;                       // guarded by mutex_

@@ -1020,7 +1020,7 @@ class pool_core final : public lease_home<resource_t<F>> {
     if (!slot_table<R>::reserve_owned(s)) {  // orphaned: the pool's handle is gone
       refs_.fetch_sub(1, std::memory_order_relaxed);  // the orphan's reference remains
       lk.unlock();
-      drop_orphan(s);
+      drop_orphan(s, why);
       if (keep_lock) lk.lock();
       return;
     }
@@ -1062,9 +1062,9 @@ class pool_core final : public lease_home<resource_t<F>> {
     if (s.evict_check.exchange(false, std::memory_order_relaxed)) evict_checks_.erase(s.index);
   }
 
-  void drop_orphan(slot_type& s) noexcept {
+  void drop_orphan(slot_type& s, destroy_reason why = destroy_reason::closed) noexcept {
     s.resource.reset();
-    if constexpr (origin_factory<F>) factory_.destroyed(s.origin, destroy_reason::closed);
+    if constexpr (origin_factory<F>) factory_.destroyed(s.origin, why);
     unref();
   }
 
