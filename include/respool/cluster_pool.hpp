@@ -35,7 +35,8 @@
  *   so that its successor goes where fewer are: after a restart, a node that came back empty
  *   fills as the others' connections come back, with no connection count above `max_size`.
  * - Health (E5): after `failures_to_exclude` failures in a row (a connect that failed, a
- *   connection that failed validation, a lease `discard()`ed) an endpoint is taken out: its
+ *   connection that failed validation, a lease `discard()`ed, a lag probe that threw; a lease
+ *   returned as usual ends a run of failures) an endpoint is taken out: its
  *   connections are evicted (idle ones closed now, leased ones when they come back), new ones
  *   go to the others, and a background probe (a connect through the factory) retries it with a
  *   doubling, jittered backoff from `probe_backoff_min` to `probe_backoff_max`. A creation that
@@ -161,7 +162,7 @@ struct cluster_pool_options {
 inline void validate_endpoints(const std::vector<endpoint>& eps, const std::string& cluster) {
   auto fail = [&](std::size_t i, const std::string& why) {
     throw std::invalid_argument("respool cluster '" + cluster + "': endpoints[" +
-                                std::to_string(i) + "] " + why);
+                                std::to_string(i) + "]" + why);
   };
   if (eps.empty())
     throw std::invalid_argument("respool cluster '" + cluster + "': endpoints must not be empty");
@@ -224,7 +225,6 @@ struct cluster_factory {
       if (!job) break;
       try {
         R r = st->create(job->ep);
-        st->endpoints.created(job->id);
         origin = job->id;
         return r;
       } catch (...) {

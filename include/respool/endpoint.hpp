@@ -63,7 +63,8 @@ struct endpoint_stats {
   bool removed = false;
   /// The last lag the probe measured (replicas, with `replication_lag` set), else nothing.
   std::optional<std::chrono::milliseconds> replication_lag;
-  /// Failures since its last success (a connection made, a lease returned as usual).
+  /// Failures since its last success (a lease returned as usual, or the probe that brought it
+  /// back).
   std::uint32_t consecutive_failures = 0;
   /// The last error its connections, or its probe, met; empty if none.
   std::string last_error;
@@ -75,13 +76,14 @@ struct cluster_stats {
   pool_stats reads;   ///< the pool of `route::read`, over the replicas
   std::vector<endpoint_stats> endpoints;
 
-  /// The endpoint called `name`, or null.
-  [[nodiscard]] auto find(std::string_view name) const noexcept -> const endpoint_stats* {
+  /// The endpoint called `name` (a copy: safe to keep past this snapshot), or nothing. One in
+  /// the set comes before one of the same name still draining.
+  [[nodiscard]] auto find(std::string_view name) const -> std::optional<endpoint_stats> {
     for (const auto& e : endpoints)
-      if (e.name == name && !e.removed) return &e;
+      if (e.name == name && !e.removed) return e;
     for (const auto& e : endpoints)
-      if (e.name == name) return &e;
-    return nullptr;
+      if (e.name == name) return e;
+    return std::nullopt;
   }
 };
 

@@ -18,13 +18,15 @@
 //      eviction, queued in the same critical section, then closes that connection too.
 //  E4. (Shares.) Among a group's usable endpoints, fair(i) = L * w(i) / W, L their live total
 //      and W their weight total. A connection coming back to endpoint i moves (is closed, so
-//      its successor goes to the least loaded endpoint) when live(i) >= fair(i) + 1. The least
-//      loaded endpoint is below its share, so the connection it gains leaves it below
-//      fair + 1: connections never bounce back.
+//      its successor goes to the endpoint with the lowest live / weight) when live(i) >=
+//      fair(i) + 1. With one connection closed the live total is below L, so the lowest
+//      live / weight is strictly below L / W: the endpoint that gains the successor stays below
+//      fair + 1, and connections never bounce back.
 //  E5. An endpoint goes down after `failures_to_exclude` failures since its last success
-//      (creation failed, validation failed, lease discarded, lag probe failed); successes are
-//      a creation, and a lease returned as usual. Down, it is probed with a jittered, doubling
-//      backoff; the first probe that connects brings it back.
+//      (creation failed, validation failed, lease discarded, lag probe failed). A success is a
+//      lease returned as usual: a connect that works proves little (a node can accept
+//      connections and fail every query), a connection used and given back does. Down, it is
+//      probed with a jittered, doubling backoff; the first probe that connects brings it back.
 #include <algorithm>
 #include <atomic>
 #include <chrono>
@@ -167,8 +169,6 @@ class endpoint_set {
     e.live.fetch_add(1, std::memory_order_relaxed);
     return endpoint_job{*best, e.generation, e.ep};
   }
-
-  void created(std::uint32_t id) noexcept { entries_[id].failures.store(0, std::memory_order_relaxed); }
 
   void creation_failed(std::uint32_t id, std::string_view error, std::int64_t now) {
     std::lock_guard lk(mutex_);
@@ -381,11 +381,15 @@ class endpoint_set {
   static constexpr auto role_of(std::uint8_t group) noexcept -> role {
     return group == 0 ? role::primary : role::replica;
   }
+  // Fewer connections for its weight: live / weight, compared without dividing; at equal
+  // loads the heavier endpoint first (it fills proportionally sooner). The least loaded is
+  // strictly below its share whenever another is above it, which E4 relies on.
   static auto less_loaded(const entry& a, const entry& b) noexcept -> bool {
-    // (live + 1) / weight, compared without dividing: where one more connection weighs least.
-    const auto la = static_cast<std::int64_t>(a.live.load(std::memory_order_relaxed)) + 1;
-    const auto lb = static_cast<std::int64_t>(b.live.load(std::memory_order_relaxed)) + 1;
-    return la * static_cast<std::int64_t>(b.ep.weight) < lb * static_cast<std::int64_t>(a.ep.weight);
+    const auto la = static_cast<std::int64_t>(a.live.load(std::memory_order_relaxed));
+    const auto lb = static_cast<std::int64_t>(b.live.load(std::memory_order_relaxed));
+    const auto wa = static_cast<std::int64_t>(a.ep.weight);
+    const auto wb = static_cast<std::int64_t>(b.ep.weight);
+    return la * wb < lb * wa || (la * wb == lb * wa && wa > wb);
   }
 
   auto find_locked(const endpoint& ep) const -> std::optional<std::uint32_t> {
