@@ -14,7 +14,6 @@
 #include <array>
 #include <atomic>
 #include <chrono>
-#include <cstdio>
 #include <map>
 #include <memory>
 #include <set>
@@ -264,12 +263,15 @@ auto stats_text(const respool::cluster_stats& s) -> std::string {
   return o.str();
 }
 
-// The stats of the endpoint called `name` now (the test fails if there is none).
-auto endpoint_stats_of(const cluster& cp, const std::string& name) -> respool::endpoint_stats {
-  const auto s = cp.stats();
-  const auto* e = s.find(name);
-  if (e == nullptr) throw std::runtime_error("no endpoint " + name + " in the stats");
+// The endpoint called `name` in a snapshot (the test fails if there is none).
+auto of(const respool::cluster_stats& s, const std::string& name) -> respool::endpoint_stats {
+  auto e = s.find(name);
+  if (!e) throw std::runtime_error("no endpoint " + name + " in the stats");
   return *e;
+}
+// ... in the stats now.
+auto endpoint_stats_of(const cluster& cp, const std::string& name) -> respool::endpoint_stats {
+  return of(cp.stats(), name);
 }
 
 }  // namespace
@@ -423,9 +425,9 @@ TEST_CASE("cluster: writes land on the primary, reads on both replicas") {
     CHECK_FALSE(e.lagging);
     CHECK(e.consecutive_failures == 0);
   }
-  CHECK(s.find(eps[0].name)->live == 4);
-  CHECK(s.find(eps[1].name)->live == 2);
-  CHECK(s.find(eps[2].name)->live == 2);
+  CHECK(of(s, eps[0].name).live == 4);
+  CHECK(of(s, eps[1].name).live == 2);
+  CHECK(of(s, eps[2].name).live == 2);
   CHECK(s.writes.total == 4);
   CHECK(s.reads.total == 4);
 
@@ -522,12 +524,11 @@ TEST_CASE("cluster: replicas stopped under load - reads move to the other, then 
   CHECK(one_down_settled.on(r1_port) == one_down_settled.ok);
   CHECK(one_down_settled.endpoint_mismatch == 0);
   CHECK(r0_down);
-  const auto* r0_after = after_stop1.find(eps[1].name);
-  REQUIRE(r0_after != nullptr);
-  CHECK_FALSE(r0_after->healthy);
-  CHECK(r0_after->consecutive_failures >= 3);
-  CHECK_FALSE(r0_after->last_error.empty());
-  CHECK(after_stop1.find(eps[2].name)->healthy);
+  const auto r0_after = of(after_stop1, eps[1].name);
+  CHECK_FALSE(r0_after.healthy);
+  CHECK(r0_after.consecutive_failures >= 3);
+  CHECK_FALSE(r0_after.last_error.empty());
+  CHECK(of(after_stop1, eps[2].name).healthy);
 
   // Both stopped: from acquire_timeout after the second stop no acquire fails and every read
   // is on the primary.
@@ -542,8 +543,8 @@ TEST_CASE("cluster: replicas stopped under load - reads move to the other, then 
   CHECK(both_down_settled.in_recovery == 0);
   CHECK(both_down_settled.on(primary_port) == both_down_settled.ok);
   CHECK(r1_down);
-  CHECK_FALSE(after_stop2.find(eps[2].name)->healthy);
-  CHECK(after_stop2.find(eps[0].name)->healthy);
+  CHECK_FALSE(of(after_stop2, eps[2].name).healthy);
+  CHECK(of(after_stop2, eps[0].name).healthy);
 
   // Back: reads return to the replicas, both of them. `returned`: from then on every read is
   // on a standby.
@@ -565,8 +566,8 @@ TEST_CASE("cluster: replicas stopped under load - reads move to the other, then 
   CHECK(returned_report.ok > 100);
   CHECK(returned_report.on(r0_port) > 0);
   CHECK(returned_report.on(r1_port) > 0);
-  CHECK(final_stats.find(eps[1].name)->healthy);
-  CHECK(final_stats.find(eps[2].name)->healthy);
+  CHECK(of(final_stats, eps[1].name).healthy);
+  CHECK(of(final_stats, eps[2].name).healthy);
 
   // Through it all, no acquire waited much past its timeout.
   const auto all = report(records, [](const op&) { return true; });
@@ -675,26 +676,24 @@ TEST_CASE("cluster: a replica whose replay is paused is excluded once it lags pa
   CHECK(before.on(r0_port) > 0);
   CHECK(before.on(r1_port) > 0);
   for (const auto* name : {&eps[1].name, &eps[2].name}) {
-    const auto* e = before_pause.find(*name);
-    REQUIRE(e != nullptr);
-    CHECK_FALSE(e->lagging);
-    REQUIRE(e->replication_lag.has_value());
-    CHECK(*e->replication_lag < max_lag);
+    const auto e = of(before_pause, *name);
+    CHECK_FALSE(e.lagging);
+    REQUIRE(e.replication_lag.has_value());
+    CHECK(*e.replication_lag < max_lag);
   }
 
   // Paused: excluded within a bounded time, with its lag past the limit in the stats.
   CHECK(paused_state == "paused");
   REQUIRE(excluded);
   CHECK(since(pause, excluded_seen) <= 3000);
-  const auto* lagging = at_exclusion.find(eps[1].name);
-  REQUIRE(lagging != nullptr);
-  CHECK(lagging->lagging);
-  REQUIRE(lagging->replication_lag.has_value());
-  CHECK(*lagging->replication_lag > max_lag);
-  CHECK(lagging->healthy);  // lagging, not down
-  CHECK(while_excluded.find(eps[1].name)->lagging);
-  CHECK(*while_excluded.find(eps[1].name)->replication_lag > *lagging->replication_lag);
-  CHECK_FALSE(while_excluded.find(eps[2].name)->lagging);
+  const auto lagging = of(at_exclusion, eps[1].name);
+  CHECK(lagging.lagging);
+  REQUIRE(lagging.replication_lag.has_value());
+  CHECK(*lagging.replication_lag > max_lag);
+  CHECK(lagging.healthy);  // lagging, not down
+  CHECK(of(while_excluded, eps[1].name).lagging);
+  CHECK(*of(while_excluded, eps[1].name).replication_lag > *lagging.replication_lag);
+  CHECK_FALSE(of(while_excluded, eps[2].name).lagging);
 
   // No read acquired once it is excluded lands on it (100 ms for the eviction of its idle
   // connections, which follows the lag reading on the probe thread).
@@ -725,7 +724,7 @@ TEST_CASE("cluster: a replica whose replay is paused is excluded once it lags pa
   CHECK(after_resume.ok == after_resume.total);
   CHECK(after_resume.on(r0_port) > 0);
   CHECK(after_resume.on(r1_port) > 0);
-  CHECK_FALSE(end_stats.find(eps[1].name)->lagging);
+  CHECK_FALSE(of(end_stats, eps[1].name).lagging);
 
   const auto all = report(records, [](const op&) { return true; });
   INFO("all: " << all.text());
@@ -739,7 +738,7 @@ TEST_CASE("cluster: a replica whose replay is paused is excluded once it lags pa
 
   WARN("replication lag (limit " << max_lag.count() << " ms, probe every 100 ms, a write every 10 ms): "
        "replica excluded " << since(pause, excluded_seen) << " ms after pg_wal_replay_pause() with "
-       << lagging->replication_lag->count() << " ms lag; while excluded " << excluded_window.text()
+       << lagging.replication_lag->count() << " ms lag; while excluded " << excluded_window.text()
        << "; taken back " << since(resume, caught_up_seen) << " ms after pg_wal_replay_resume(), first read on it "
        << (reads_back ? since(resume, first_read_back) : -1) << " ms after; " << written.load() << " rows written");
 }
