@@ -35,6 +35,7 @@
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <memory>
 #include <optional>
 #include <sstream>
 #include <stdexcept>
@@ -472,36 +473,67 @@ inline auto postgres_bindir() -> fs::path {
 }
 
 /// A PostgreSQL cluster of its own: initdb in a temp dir, `pg_ctl start` on 127.0.0.1:port.
+///
+/// Streaming replication: a server made with `options::replication` is a primary that replicas
+/// can follow (wal_level=replica, max_wal_senders, a pg_hba line for replication connections
+/// from 127.0.0.1); `postgres_server(postgres_server::replica_of{primary})` makes a hot standby
+/// of it: `pg_basebackup -R -X stream` from the primary into a temp dir of its own (run as the
+/// postgres account), started on a free port of its own. `postgres_replication` below puts a
+/// primary and N replicas together.
 class postgres_server {
  public:
   struct options {
     int max_connections = 100;
     bool fsync = false;  // tests and select-only benchmarks need no durability
+    /// A primary for streaming replicas (see above).
+    bool replication = false;
+    /// shared_buffers ("16MB"); empty leaves the server's default (128MB).
+    std::string shared_buffers = {};
+  };
+  /// The primary a replica is made from (`pg_basebackup` from it while it runs).
+  struct replica_of {
+    const postgres_server& primary;
   };
 
-  explicit postgres_server(options o) : opts_(o), dir_("pg"), account_(postgres_account()) {
-    bindir_ = postgres_bindir();
-    if (account_) dir_.give_to(*account_);
-    port_ = free_port();
-    reaper_.emplace(as_user_shell({(bindir_ / "pg_ctl").string(), "-D", data().string(), "-m",
-                                   "immediate", "-w", "-t", "10", "stop"}) +
-                    " >/dev/null 2>&1; rm -rf " + sh_quote(dir_.path().string()));
-    try {
+  explicit postgres_server(options o) : opts_(std::move(o)), dir_("pg"), account_(postgres_account()) {
+    prepare();
+    make_data([this] {
       run_checked(as_user({(bindir_ / "initdb").string(), "-D", data().string(), "-A", "trust",
                            "-U", "postgres", "-N", "-E", "UTF8", "--locale=C"}),
                   120s);
-      start();
-    } catch (...) {
-      // pg_ctl may have given up waiting on a postmaster that runs all the same.
-      try {
-        stop();
-      } catch (...) {
+      if (opts_.replication) {
+        // initdb's own pg_hba.conf has this line already with -A trust; it is the one replicas
+        // need, so it is written here whatever initdb's template says.
+        std::ofstream hba(data() / "pg_hba.conf", std::ios::app);
+        hba << "host replication all 127.0.0.1/32 trust\n";
+        if (!hba) throw std::runtime_error("writing " + (data() / "pg_hba.conf").string());
       }
-      kill_from_pid_file();
-      throw;
-    }
+    });
   }
   postgres_server() : postgres_server(options{}) {}
+
+  /// A hot standby of `r.primary` (which must have `options::replication` and be running), with
+  /// the primary's options (a standby needs max_connections and max_wal_senders at least the
+  /// primary's), on a port of its own. Streams from the primary at once; `wait_replayed` waits
+  /// for it to catch up.
+  explicit postgres_server(replica_of r)
+      : opts_(r.primary.opts_), dir_("pg-replica"), account_(postgres_account()),
+        replica_(true), primary_port_(r.primary.port()) {
+    if (!opts_.replication)
+      throw std::invalid_argument("postgres_server: a replica needs a primary made with "
+                                  "options::replication");
+    prepare();
+    make_data([this] {
+      // -R: standby.signal and primary_conninfo (host, port, user) in postgresql.auto.conf;
+      // -X stream: the WAL written meanwhile comes along; -c fast: no spread checkpoint to
+      // wait for; -N: no fsync of the copy.
+      run_checked(as_user({(bindir_ / "pg_basebackup").string(), "-h", "127.0.0.1", "-p",
+                           std::to_string(primary_port_), "-U", "postgres", "-D", data().string(),
+                           "-R", "-X", "stream", "-c", "fast", "-N"}),
+                  120s);
+    });
+  }
+
   postgres_server(const postgres_server&) = delete;
   auto operator=(const postgres_server&) -> postgres_server& = delete;
   ~postgres_server() {
@@ -516,6 +548,7 @@ class postgres_server {
   [[nodiscard]] auto port() const noexcept -> int { return port_; }
   [[nodiscard]] auto dir() const -> const fs::path& { return dir_.path(); }
   [[nodiscard]] auto bindir() const -> const fs::path& { return bindir_; }
+  [[nodiscard]] auto is_replica() const noexcept -> bool { return replica_; }
 
   /// A libpq connection string for this server; `extra` is appended ("application_name=x").
   [[nodiscard]] auto conninfo(const std::string& extra = {}) const -> std::string {
@@ -525,6 +558,8 @@ class postgres_server {
     return s;
   }
 
+  /// Starts the server (again, after a stop: on the same port and data) and returns once it
+  /// accepts connections (a replica: once it is consistent and serves reads).
   void start() {
     try {
       run_checked(as_user({(bindir_ / "pg_ctl").string(), "-D", data().string(), "-l",
@@ -535,13 +570,16 @@ class postgres_server {
     }
   }
 
-  /// Stops the server at once (`-m immediate`: no clean shutdown, like a crash).
-  void stop() {
-    if (!fs::exists(data() / "postmaster.pid")) return;
-    run_checked(as_user({(bindir_ / "pg_ctl").string(), "-D", data().string(), "-m", "immediate",
-                         "-w", "-t", "30", "stop"}),
-                60s);
-  }
+  /// Stops the server at once (`-m immediate`: no clean shutdown, like a crash; every backend
+  /// is killed, clients get an error or a closed socket).
+  void stop() { stop_with("immediate"); }
+
+  /// A clean shutdown (`-m fast`): open transactions rolled back, clients told "terminating
+  /// connection due to administrator command", a shutdown checkpoint.
+  void stop_fast() { stop_with("fast"); }
+
+  /// True while the postmaster runs (its pid file is there).
+  [[nodiscard]] auto running() const -> bool { return fs::exists(data() / "postmaster.pid"); }
 
   /// `pg_ctl restart -m immediate`: every backend dies at once, the postmaster runs crash
   /// recovery and accepts connections again; returns when it does.
@@ -560,14 +598,104 @@ class postgres_server {
     return as_user(std::move(args));
   }
 
+  /// Runs `sql` through psql (no libpq needed here) and returns its unaligned, tuples-only
+  /// output without the trailing newline ("f", "0/3000148"). Throws with psql's message if it
+  /// fails or takes longer than `limit`.
+  auto query(const std::string& sql, std::chrono::milliseconds limit = 10s) const
+      -> std::string {
+    auto out = run_checked(tool("psql", {"-h", "127.0.0.1", "-p", std::to_string(port_), "-U",
+                                         "postgres", "-d", "postgres", "-X", "-A", "-t", "-q",
+                                         "-v", "ON_ERROR_STOP=1", "-c", sql}),
+                           limit);
+    while (!out.empty() && (out.back() == '\n' || out.back() == '\r')) out.pop_back();
+    return out;
+  }
+
+  /// The primary's WAL position now (`pg_current_wal_lsn()`), e.g. "0/3000148".
+  [[nodiscard]] auto current_wal_lsn() const -> std::string {
+    return query("SELECT pg_current_wal_lsn()");
+  }
+
+  /// A replica: waits up to `limit` until it has replayed the WAL up to `lsn` (the primary's
+  /// `current_wal_lsn()`: everything committed there by then is visible here). False on
+  /// timeout; a failing query (the replica down) counts as not there yet.
+  [[nodiscard]] auto wait_replayed(const std::string& lsn, std::chrono::milliseconds limit = 10s) const
+      -> bool {
+    const auto sql = "SELECT pg_last_wal_replay_lsn() >= '" + lsn + "'::pg_lsn";
+    return wait_until(
+        [&] {
+          try {
+            return query(sql, 5s) == "t";
+          } catch (const std::exception&) {
+            return false;
+          }
+        },
+        limit, 20ms);
+  }
+  /// ... up to the primary's position now.
+  [[nodiscard]] auto wait_replayed(const postgres_server& primary,
+                                   std::chrono::milliseconds limit = 10s) const -> bool {
+    return wait_replayed(primary.current_wal_lsn(), limit);
+  }
+
  private:
+  // What both constructors do before the data directory exists: the account, the bin
+  // directory, a free port and the reaper (which stops the server and removes the directory
+  // should this process die first).
+  void prepare() {
+    bindir_ = postgres_bindir();
+    if (account_) dir_.give_to(*account_);
+    port_ = free_port();
+    reaper_.emplace(as_user_shell({(bindir_ / "pg_ctl").string(), "-D", data().string(), "-m",
+                                   "immediate", "-w", "-t", "10", "stop"}) +
+                    " >/dev/null 2>&1; rm -rf " + sh_quote(dir_.path().string()));
+  }
+
+  template <class Make>
+  void make_data(Make make) {
+    try {
+      make();
+      start();
+    } catch (...) {
+      // pg_ctl may have given up waiting on a postmaster that runs all the same.
+      try {
+        stop();
+      } catch (...) {
+      }
+      kill_from_pid_file();
+      throw;
+    }
+  }
+
+  void stop_with(const char* mode) {
+    if (!running()) return;
+    run_checked(as_user({(bindir_ / "pg_ctl").string(), "-D", data().string(), "-m", mode, "-w",
+                         "-t", "30", "stop"}),
+                60s);
+  }
+
   [[nodiscard]] auto data() const -> fs::path { return dir_.path() / "data"; }
   [[nodiscard]] auto log() const -> fs::path { return dir_.path() / "server.log"; }
 
   [[nodiscard]] auto server_options() const -> std::string {
-    return "-p " + std::to_string(port_) + " -k " + dir_.path().string() +
-           " -c listen_addresses=127.0.0.1 -c max_connections=" +
-           std::to_string(opts_.max_connections) + " -c fsync=" + (opts_.fsync ? "on" : "off");
+    // On the command line, so a replica's copy of the primary's postgresql.auto.conf (which
+    // pg_basebackup -R extends with primary_conninfo) cannot move its port.
+    std::string o = "-p " + std::to_string(port_) + " -k " + dir_.path().string() +
+                    " -c listen_addresses=127.0.0.1 -c max_connections=" +
+                    std::to_string(opts_.max_connections) + " -c fsync=" +
+                    (opts_.fsync ? "on" : "off");
+    if (!opts_.shared_buffers.empty()) o += " -c shared_buffers=" + opts_.shared_buffers;
+    if (opts_.replication) {
+      // wal_keep_size: a replica stopped for a while can still catch up from the primary's WAL.
+      o += " -c wal_level=replica -c max_wal_senders=10 -c wal_keep_size=256MB"
+           " -c hot_standby=on";
+    }
+    if (replica_) {
+      // Reconnect to the primary soon after losing it (default 5 s); report replay progress
+      // often.
+      o += " -c wal_retrieve_retry_interval=200ms -c wal_receiver_status_interval=1s";
+    }
+    return o;
   }
 
   [[nodiscard]] auto as_user(std::vector<std::string> argv) const -> std::vector<std::string> {
@@ -589,9 +717,58 @@ class postgres_server {
   options opts_;
   temp_dir dir_;
   std::optional<run_as_user> account_;
+  bool replica_ = false;
+  int primary_port_ = 0;
   fs::path bindir_;
   int port_ = 0;
   std::optional<reaper> reaper_;
+};
+
+/// A primary and `replicas` streaming replicas, each a `postgres_server` of its own (temp dir,
+/// free port, reaper) on 127.0.0.1. Cheap to start: small shared_buffers, fsync off, no spread
+/// checkpoint for the base backups. The replicas are stopped before the primary.
+class postgres_replication {
+ public:
+  struct options {
+    int replicas = 2;
+    int max_connections = 100;
+    std::string shared_buffers = "16MB";
+  };
+
+  explicit postgres_replication(options o)
+      : primary_(postgres_server::options{.max_connections = o.max_connections,
+                                          .replication = true,
+                                          .shared_buffers = o.shared_buffers}) {
+    for (int i = 0; i < o.replicas; ++i)
+      replicas_.push_back(std::make_unique<postgres_server>(postgres_server::replica_of{primary_}));
+  }
+  postgres_replication() : postgres_replication(options{}) {}
+  postgres_replication(const postgres_replication&) = delete;
+  auto operator=(const postgres_replication&) -> postgres_replication& = delete;
+  ~postgres_replication() { replicas_.clear(); }
+
+  [[nodiscard]] auto primary() -> postgres_server& { return primary_; }
+  [[nodiscard]] auto primary() const -> const postgres_server& { return primary_; }
+  [[nodiscard]] auto replica(std::size_t i) -> postgres_server& { return *replicas_.at(i); }
+  [[nodiscard]] auto replica(std::size_t i) const -> const postgres_server& { return *replicas_.at(i); }
+  [[nodiscard]] auto replica_count() const noexcept -> std::size_t { return replicas_.size(); }
+
+  /// Waits (bounded, `limit` in all) until every running replica has replayed the primary's
+  /// WAL as of now; false if one has not in time.
+  [[nodiscard]] auto wait_replicas_caught_up(std::chrono::milliseconds limit = 10s) const -> bool {
+    const auto lsn = primary_.current_wal_lsn();
+    const auto end = steady::now() + limit;
+    for (const auto& r : replicas_) {
+      if (!r->running()) continue;
+      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(end - steady::now());
+      if (!r->wait_replayed(lsn, std::max(left, std::chrono::milliseconds(0)))) return false;
+    }
+    return true;
+  }
+
+ private:
+  postgres_server primary_;
+  std::vector<std::unique_ptr<postgres_server>> replicas_;
 };
 
 // ------------------------------------------------------------------ Redis
