@@ -486,13 +486,12 @@ class cluster_pool {
     if (r == route::read) {
       const bool replicas = st_->endpoints.any_usable(1);
       if (replicas || !fallback) {
-        const auto started = detail::steady_ns();
         auto l = detail::pool_access::core(pools_->reads).acquire(timeout, where, &fail);
         if (l) return l;
         const bool connect_failed =
             fail && (fail->code == errc::create_failed || fail->code == errc::backend_unavailable);
         if (!fallback || !connect_failed) return failed(fail, 1);
-        timeout = std::max<std::int64_t>(0, timeout - (detail::steady_ns() - started));
+        if (fail->remaining >= 0) timeout = fail->remaining;  // the same timeout, not a new one
         fail.reset();
       }
     }

@@ -100,6 +100,7 @@ struct acquire_failure {
   errc code{};
   std::string message;
   std::exception_ptr cause;
+  std::int64_t remaining = -1;  // ns of the caller's timeout left when it failed; -1: all of it
 };
 // Where the slow path writes why an acquire failed. The throwing acquires pass none (null): their
 // slow path builds one of its own and throws it, so an acquire that succeeds sets up nothing.

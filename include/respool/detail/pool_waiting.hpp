@@ -40,7 +40,10 @@ auto pool_core<F, V, S, Clock>::acquire_slow(std::int64_t timeout, std::int64_t 
       if (deadline == 0) deadline = add_sat(clock_.now(), timeout);
       if (timeout == 0) return refuse_at_once(fail);
       s = wait_for_slot(w, deadline, timeout, fail, fresh);
-      if (s == nullptr) return {};
+      if (s == nullptr) {
+        if (*fail) (*fail)->remaining = std::max<std::int64_t>(0, deadline - clock_.now());
+        return {};
+      }
     }
     test_hooks::fire(test_hooks::point::before_borrow);
     if (fresh) return grant(*s, where);
