@@ -1,7 +1,9 @@
 #pragma once
 // The umbrella header: everything respool offers. Include a component's own header to pay only
 // for what you use.
+#include "cluster_pool.hpp"
 #include "concepts.hpp"
+#include "endpoint.hpp"
 #include "errors.hpp"
 #include "events.hpp"
 #include "keyed_pool.hpp"
