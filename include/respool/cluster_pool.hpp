@@ -55,8 +55,8 @@
  *   connections closed at once, leased ones when they come back) and stays in `stats()`, marked
  *   `removed`, until its last connection is closed. A role change (failover) is a removal plus an
  *   addition.
- * - Threads: the two pools' own (housekeepers, creation workers), plus one for probes and lag
- *   checks, which runs the factory and the lag probe: a probe that hangs delays the other probes,
+ * - Threads: the two pools' housekeepers, workers they share (connects, destructors, events;
+ *   as many as there is work at once, each lingering 2 s), and one for probes and lag checks, which runs the factory and the lag probe: a probe that hangs delays the other probes,
  *   never an acquire. With `housekeeping_interval = 0` there is no such thread: call
  *   `run_maintenance()`.
  *
@@ -205,6 +205,7 @@ struct cluster_state {
   Factory make;
   const cluster_pool_options<R> opts;
   endpoint_set endpoints;
+  std::shared_ptr<worker_threads> threads = std::make_shared<worker_threads>();  // both pools'
 
   std::mutex mutex;  // guards woken, stopping, prober_exited
   std::condition_variable cv;
@@ -219,6 +220,10 @@ template <class Factory, class R>
 struct cluster_factory {
   std::shared_ptr<cluster_state<Factory, R>> st;
   std::uint8_t group = 0;
+
+  [[nodiscard]] auto worker_threads() const -> std::shared_ptr<detail::worker_threads> {
+    return st->threads;
+  }
 
   auto create_from(std::uint32_t& origin) -> R {
     std::vector<std::uint32_t> tried;

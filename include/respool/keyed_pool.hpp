@@ -41,8 +41,10 @@
  * - Background threads: the sub-pools run no housekeeper of their own (their
  *   `housekeeping_interval` is forced to 0); this pool's one housekeeper runs each sub-pool's
  *   `run_maintenance()` every `housekeeping_interval`, so a key's keepalive pings and idle
- *   timeouts run on it, one key after another. Factory calls still run on each sub-pool's own
- *   on-demand workers (they exit 2 s after their last job).
+ *   timeouts run on it, one key after another. Factory calls, destructors and events run on
+ *   one set of threads all keys share (detail/worker_threads.hpp): as many as there is work at
+ *   once, each lingering 2 s for the next key's work, so a thousand keys do not keep a thousand
+ *   threads.
  * - `stats(key)` of a key with no sub-pool (never used, or retired) is an empty `pool_stats`
  *   (all zero), not an error. `stats()` sums the keys' snapshots (each consistent, the sum not
  *   one instant), with `max_size = max_total`.
@@ -140,6 +142,9 @@ struct key_factory {
   std::shared_ptr<key_budget> budget;
   std::shared_ptr<key_demand> demand;
   std::int64_t wait_ns = 0;  // the key's acquire_timeout
+  std::shared_ptr<detail::worker_threads> threads;  // every key's background work runs here
+
+  [[nodiscard]] auto worker_threads() const -> std::shared_ptr<detail::worker_threads> { return threads; }
 
   auto create() -> keyed_resource_t<Factory, Key> {
     budget->admit(*demand, wait_ns);
@@ -533,7 +538,7 @@ class keyed_pool {
       auto demand = std::make_shared<detail::key_demand>();
       demand->last_used.store(coarse_now.load(std::memory_order_relaxed), std::memory_order_relaxed);
       const auto wait_ns = detail::saturating_ns(o.acquire_timeout);
-      return std::make_shared<entry>(demand, sub_factory{make, key, budget, demand, wait_ns},
+      return std::make_shared<entry>(demand, sub_factory{make, key, budget, demand, wait_ns, threads},
                                      std::move(o), validator, sub_resetter{resetter, budget, demand});
     }
 
@@ -569,6 +574,7 @@ class keyed_pool {
 
    public:
     std::shared_ptr<Factory> make;
+    std::shared_ptr<detail::worker_threads> threads = std::make_shared<detail::worker_threads>();
     const options_type opts;
     Validator validator;
     Resetter resetter;

@@ -7,6 +7,8 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <fstream>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <stdexcept>
@@ -386,4 +388,52 @@ TEST_CASE("close(): acquires fail with closed, leases out stay valid until retur
   held.return_to_pool();
   CHECK(f.l->live.load() == 0);
   p.close();  // idempotent
+}
+
+namespace {
+// Threads in this process now (Linux: /proc/self/status).
+auto process_threads() -> int {
+  std::ifstream in("/proc/self/status");
+  std::string line;
+  while (std::getline(in, line))
+    if (line.rfind("Threads:", 0) == 0) return std::stoi(line.substr(8));
+  return -1;
+}
+}  // namespace
+
+TEST_CASE("keys share background threads: forty keys used one after another keep a few threads, not forty") {
+  const int before = process_threads();
+  REQUIRE(before > 0);
+  auto lg = std::make_shared<ledger>();
+  respool::keyed_pool<int, std::function<conn(const int&)>> p{
+      [lg](const int& k) { return conn{lg, std::to_string(k)}; },
+      respool::keyed_pool_options<int>{.key_options = {.max_size = 2}, .max_total = 100}};
+  for (int k = 0; k < 40; ++k) {
+    auto l = p.acquire(k, 1s);  // a creation on a background worker for each key
+    CHECK(l->key == std::to_string(k));
+  }
+  // Each key's sub-pool used to keep its own worker lingering for 2 s: 40 threads here.
+  const int during = process_threads();
+  INFO("threads before " << before << ", after 40 keys " << during);
+  CHECK(during - before <= 6);  // the housekeeper and a few shared workers
+}
+
+TEST_CASE("worker_threads: every task runs once, idle threads are reused, new ones start when all are busy") {
+  respool::detail::worker_threads w;
+  std::atomic<int> ran{0};
+  for (int i = 0; i < 20; ++i) {
+    REQUIRE(w.run(respool::detail::move_only_task([&] { ++ran; })));
+    CHECK(eventually([&] { return ran.load() == i + 1; }, 2s));
+  }
+  CHECK(w.threads() == 1);  // one after another: the same lingering thread
+  std::atomic<bool> release{false};
+  std::atomic<int> blocked{0};
+  for (int i = 0; i < 3; ++i)
+    REQUIRE(w.run(respool::detail::move_only_task([&] {
+      ++blocked;
+      while (!release.load()) std::this_thread::sleep_for(1ms);
+    })));
+  CHECK(eventually([&] { return blocked.load() == 3; }, 2s));  // none waited for a busy thread
+  CHECK(w.threads() >= 3);
+  release = true;
 }

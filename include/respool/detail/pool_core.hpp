@@ -91,6 +91,7 @@
 #include "test_hooks.hpp"
 #include "thread_hint.hpp"
 #include "waiter_queue.hpp"
+#include "worker_threads.hpp"
 
 RESPOOL_NAMESPACE_BEGIN
 namespace detail {
@@ -134,6 +135,13 @@ inline auto to_site(const std::source_location& loc) noexcept -> acquire_site {
 template <class S>
 struct resetter_reclaims : std::false_type {};
 
+// A factory whose pool runs its background work on threads it shares with other pools
+// (keyed_pool's sub-pools, cluster_pool's two): `worker_threads()` gives them.
+template <class F>
+concept shares_worker_threads = requires(const F& f) {
+  { f.worker_threads() } -> std::convertible_to<std::shared_ptr<worker_threads>>;
+};
+
 // Slow paths out of line, so the fast path stays a few cache lines of straight code.
 #if defined(__GNUC__) || defined(__clang__)
 #define RESPOOL_DETAIL_COLD [[gnu::cold, gnu::noinline]]
@@ -170,6 +178,7 @@ class pool_core final : public lease_home<resource_t<F>> {
         table_(make_table(opts_.max_size)),
         breaker_(cfg_.fail_fast_after, cfg_.backoff_min, cfg_.backoff_max),
         rng_(std::random_device{}()) {
+    if constexpr (shares_worker_threads<F>) shared_threads_ = factory_.worker_threads();
     free_slots_.reserve(opts_.max_size);
     for (std::size_t i = opts_.max_size; i-- > 0;) free_slots_.push_back(static_cast<std::uint32_t>(i));
     set_limits_locked(opts_.max_size);  // nothing else can see us yet
@@ -449,6 +458,7 @@ class pool_core final : public lease_home<resource_t<F>> {
   static constexpr auto close_grace = std::chrono::milliseconds(100);
   static constexpr std::int64_t stall_floor = 20'000'000;  // 20 ms: see stall_after
   static inline thread_local const void* tls_worker_of = nullptr;  // the pool a worker serves
+  auto start_worker() noexcept -> bool;
 
   struct waiter : waiter_link {
     std::int64_t deadline = 0;   // pool time
@@ -1163,6 +1173,8 @@ class pool_core final : public lease_home<resource_t<F>> {
   std::condition_variable workers_cv_;     // idle workers wait here
   std::condition_variable quiet_cv_;       // close() waits here for workers to leave
   std::condition_variable housekeeper_cv_;
+  // Where workers run (shares_worker_threads): null, threads of their own that linger.
+  std::shared_ptr<worker_threads> shared_threads_;
   std::size_t workers_alive_ = 0;
   std::size_t workers_idle_ = 0;
   std::size_t workers_starting_ = 0;

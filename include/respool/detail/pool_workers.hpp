@@ -81,15 +81,26 @@ void pool_core<F, V, S, Clock>::kick_locked() noexcept {
   for (std::size_t have = workers_idle_ + workers_starting_; have < work && workers_alive_ < cap;
        ++have) {
     refs_.fetch_add(1, std::memory_order_relaxed);  // the worker's (P5)
-    try {
-      std::thread([this] { worker_main(); }).detach();
-    } catch (...) {  // no thread now; the next kick tries again
+    if (!start_worker()) {  // no thread now; the next kick tries again
       refs_.fetch_sub(1, std::memory_order_relaxed);
       return;
     }
     ++workers_alive_;
     ++workers_starting_;
   }
+}
+
+// A worker on a thread of its own, or on one shared with other pools, where it does not linger
+// (the shared thread does, for any pool's next worker).
+template <class F, class V, class S, class Clock>
+auto pool_core<F, V, S, Clock>::start_worker() noexcept -> bool {
+  if (shared_threads_) return shared_threads_->run(move_only_task([this] { worker_main(); }));
+  try {
+    std::thread([this] { worker_main(); }).detach();
+  } catch (...) {
+    return false;
+  }
+  return true;
 }
 
 template <class F, class V, class S, class Clock>
@@ -110,7 +121,7 @@ void pool_core<F, V, S, Clock>::worker_main() noexcept {
       create_one_locked(lk);
       continue;
     }
-    if (stopping_) break;
+    if (stopping_ || shared_threads_) break;
     ++workers_idle_;
     const auto woke = workers_cv_.wait_for(lk, worker_linger);
     --workers_idle_;
@@ -121,6 +132,7 @@ void pool_core<F, V, S, Clock>::worker_main() noexcept {
   --workers_alive_;
   quiet_cv_.notify_all();
   lk.unlock();
+  tls_worker_of = nullptr;  // a shared thread serves other pools next
   unref();
 }
 
