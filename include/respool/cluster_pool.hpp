@@ -275,14 +275,7 @@ struct cluster_resetter {
     if (st->endpoints.move_on_return(origin)) return destroy_reason::rebalanced;
     return std::nullopt;
   }
-  auto reset(R& r) -> bool {
-    if constexpr (std::is_same_v<Resetter, no_reset>) {
-      (void)r;
-      return true;
-    } else {
-      return invoke_reset(inner, r);
-    }
-  }
+  auto reset(R& r) -> bool { return invoke_reset(inner, r); }  // no_reset's is `true`, inlined
 };
 template <class Factory, class R, class Resetter>
 struct resetter_reclaims<cluster_resetter<Factory, R, Resetter>> : std::true_type {};

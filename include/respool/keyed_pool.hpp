@@ -173,12 +173,7 @@ struct key_resetter {
 
   template <class R>
   auto reset(R& r) -> bool {
-    if constexpr (std::is_same_v<Resetter, no_reset>) {
-      (void)r;
-      return true;
-    } else {
-      return invoke_reset(inner, r);
-    }
+    return invoke_reset(inner, r);  // no_reset's is `true`, inlined
   }
 };
 template <class Resetter>
