@@ -20,8 +20,9 @@ case "$job" in
     # the unit tests run on respool::metrics' output (`promtool check metrics`).
     # mariadb-server, libmariadb-dev (the MySQL C API; it also speaks to MySQL servers) and
     # sysbench, the MySQL benchmark's reference client.
+    # pgbouncer: the many-instances test puts it between four processes and one PostgreSQL.
     packages+=(postgresql redis-server redis-tools nginx libpq-dev libhiredis-dev prometheus
-               mariadb-server libmariadb-dev sysbench)
+               mariadb-server libmariadb-dev sysbench pgbouncer)
     ;;
   lab) packages=(g++ cmake ninja-build pkg-config libsqlite3-dev) ;;
   *) echo "install-deps.sh: unknown job '$job' (expected: test or lab)" >&2; exit 2 ;;

@@ -771,6 +771,80 @@ class postgres_replication {
   std::vector<std::unique_ptr<postgres_server>> replicas_;
 };
 
+// ------------------------------------------------------------------ PgBouncer
+
+/// PgBouncer (Debian's `pgbouncer`) in front of one PostgreSQL: listens on 127.0.0.1 at a free
+/// port, database `postgres` forwarded to the server as user postgres, `pool_mode` and
+/// `default_pool_size` as given, trust authentication. Runs as the postgres account when we are
+/// root (it refuses root too).
+class pgbouncer_server {
+ public:
+  pgbouncer_server(const postgres_server& pg, std::string pool_mode, int default_pool_size)
+      : dir_("pgbouncer"), account_(postgres_account()) {
+    binary_ = need_program("pgbouncer", "pgbouncer");
+    port_ = free_port();
+    const auto d = dir_.path().string();
+    {
+      std::ofstream users(dir_.path() / "users.txt");
+      users << "\"postgres\" \"\"\n";
+      std::ofstream conf(dir_.path() / "pgbouncer.ini");
+      conf << "[databases]\n"
+           << "postgres = host=127.0.0.1 port=" << pg.port() << " dbname=postgres user=postgres\n"
+           << "[pgbouncer]\n"
+           << "listen_addr = 127.0.0.1\n"
+           << "listen_port = " << port_ << "\n"
+           << "unix_socket_dir =\n"
+           << "auth_type = trust\n"
+           << "auth_file = " << d << "/users.txt\n"
+           << "pool_mode = " << pool_mode << "\n"
+           << "default_pool_size = " << default_pool_size << "\n"
+           << "max_client_conn = 500\n"
+           << "ignore_startup_parameters = extra_float_digits\n"
+           << "logfile = " << d << "/pgbouncer.log\n"
+           << "pidfile = " << d << "/pgbouncer.pid\n";
+      if (!conf || !users) throw std::runtime_error("writing the pgbouncer config in " + d);
+    }
+    if (account_) {
+      dir_.give_to(*account_);
+      for (const char* f : {"users.txt", "pgbouncer.ini"})
+        if (::chown((dir_.path() / f).c_str(), account_->uid, account_->gid) != 0)
+          fail_errno("chown " + (dir_.path() / f).string());
+    }
+    std::vector<std::string> argv{binary_.string(), d + "/pgbouncer.ini"};
+    if (account_) argv.insert(argv.begin(), {"runuser", "-u", account_->name, "--"});
+    start_server(proc_, reaper_,
+                 {.argv = argv, .log = dir_.path() / "stdout.log", .dir = dir_.path(), .port = port_,
+                  .ready = [this] { return port_accepts(port_); },
+                  .diagnostics = [this] {
+                    return file_tail(dir_.path() / "pgbouncer.log") +
+                           file_tail(dir_.path() / "stdout.log");
+                  }});
+  }
+  pgbouncer_server(const pgbouncer_server&) = delete;
+  auto operator=(const pgbouncer_server&) -> pgbouncer_server& = delete;
+  ~pgbouncer_server() {
+    proc_.kill_and_wait(2s);
+    reaper_.reset();
+  }
+
+  [[nodiscard]] auto port() const noexcept -> int { return port_; }
+  /// A libpq connection string through PgBouncer; `extra` is appended.
+  [[nodiscard]] auto conninfo(const std::string& extra = {}) const -> std::string {
+    std::string s = "host=127.0.0.1 port=" + std::to_string(port_) +
+                    " user=postgres dbname=postgres connect_timeout=5";
+    if (!extra.empty()) s += " " + extra;
+    return s;
+  }
+
+ private:
+  temp_dir dir_;
+  std::optional<run_as_user> account_;
+  fs::path binary_;
+  int port_ = 0;
+  child proc_;
+  std::optional<reaper> reaper_;
+};
+
 // ------------------------------------------------------------------ Redis
 
 /// True if a Redis server answers PING on 127.0.0.1:port (even if only to ask for AUTH).
