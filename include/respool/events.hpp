@@ -67,6 +67,8 @@ enum class event_kind : std::uint8_t {
   leak_returned,    ///< a lease reported as leaked came back; `where`, `held`
   nested_acquire,   ///< `detect_nested_acquire`: a thread holding a lease acquires again;
                     ///< `where` is the lease it holds, `acquiring` the new call, `message` both
+  handler_threw,    ///< an `async_acquire` completion handler threw; `error` holds it (the
+                    ///< pool goes on: it runs on whatever thread served it)
 };
 
 [[nodiscard]] constexpr auto to_string(event_kind k) noexcept -> std::string_view {
@@ -78,6 +80,7 @@ enum class event_kind : std::uint8_t {
     case event_kind::leak_suspected: return "leak_suspected";
     case event_kind::leak_returned: return "leak_returned";
     case event_kind::nested_acquire: return "nested_acquire";
+    case event_kind::handler_threw: return "handler_threw";
   }
   return "unknown";
 }

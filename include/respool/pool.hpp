@@ -38,6 +38,7 @@
 #include <utility>
 #include <vector>
 
+#include "acquire_awaitable.hpp"
 #include "concepts.hpp"
 #include "detail/pool_core.hpp"
 #include "errors.hpp"
@@ -150,6 +151,117 @@ class pool {
     return l;
   }
 
+  // ---------------------------------------------------------------- asynchronous
+
+  /// Asynchronous acquire: `handler(std::error_code, respool::lease<R>)` is called exactly
+  /// once, with a lease or with `timeout`, `closed`, `exhausted`, `cancelled`, `create_failed`
+  /// or `backend_unavailable`. Never with the pool's lock held, and before this returns only
+  /// when the answer is known at once (a resource idle now, or a failure such as a closed pool
+  /// or `timeout` 0); otherwise on the thread that serves it: the one returning a lease or
+  /// creating a resource, the one requesting the stop, or a pool worker for a timeout. The
+  /// waiter queues with blocking callers (one order, one fairness rule, the same errors and
+  /// stats) and costs a small record, not a thread; the pool's housekeeper times it out. A
+  /// handler that throws is reported (`event_kind::handler_threw`) and otherwise ignored.
+  /// Throws only `std::bad_alloc` (the record), and then the handler is never called.
+  ///
+  /// **Example**:
+  /// ```cpp
+  /// db.async_acquire(500ms, [](std::error_code ec, respool::lease<conn> c) {
+  ///   if (ec) return reply_busy(ec);
+  ///   c->query("SELECT 1");
+  /// });  // the lease goes back when the handler lets go of it
+  /// ```
+  template <class Rep, class Period, class Handler>
+    requires std::invocable<Handler&, std::error_code, lease_type>
+  void async_acquire(std::chrono::duration<Rep, Period> timeout, Handler&& handler,
+                     std::source_location where = std::source_location::current()) {
+    start_async(detail::saturating_ns(timeout), nullptr, std::forward<Handler>(handler), where);
+  }
+  /// Waits up to `options().acquire_timeout`.
+  template <class Handler>
+    requires std::invocable<Handler&, std::error_code, lease_type>
+  void async_acquire(Handler&& handler, std::source_location where = std::source_location::current()) {
+    start_async(core_->default_timeout(), nullptr, std::forward<Handler>(handler), where);
+  }
+  /// Cancellable: a stop request on `stop` completes it with `errc::cancelled`, on the thread
+  /// that requested it (at once if it came first); one served already keeps its lease.
+  template <class Rep, class Period, class Handler>
+    requires std::invocable<Handler&, std::error_code, lease_type>
+  void async_acquire(std::chrono::duration<Rep, Period> timeout, Handler&& handler, std::stop_token stop,
+                     std::source_location where = std::source_location::current()) {
+    start_async(detail::saturating_ns(timeout), &stop, std::forward<Handler>(handler), where);
+  }
+  template <class Rep, class Period, class Handler>
+    requires std::invocable<Handler&, std::error_code, lease_type>
+  void async_acquire(std::chrono::duration<Rep, Period> timeout, std::stop_token stop, Handler&& handler,
+                     std::source_location where = std::source_location::current()) {
+    start_async(detail::saturating_ns(timeout), &stop, std::forward<Handler>(handler), where);
+  }
+  template <class Rep, class Period, class Handler>
+    requires std::invocable<Handler&, std::error_code, lease_type>
+  void async_acquire(std::stop_token stop, std::chrono::duration<Rep, Period> timeout, Handler&& handler,
+                     std::source_location where = std::source_location::current()) {
+    start_async(detail::saturating_ns(timeout), &stop, std::forward<Handler>(handler), where);
+  }
+
+  /// `co_await pool.acquire_async(timeout)`: the lease, or throws `respool::error` as
+  /// `acquire()` does; with an `std::error_code&` it sets that instead. Usable from any C++20
+  /// coroutine. Resumes on the thread that served it, or through `executor` (anything with
+  /// `post(f)` or callable as `e(f)`); does not suspend when served at once. A `stop_token`
+  /// cancels it; destroying the suspended coroutine takes its waiter out of the queue (see
+  /// acquire_awaitable.hpp).
+  ///
+  /// **Example**: `respool::lease c = co_await db.acquire_async(500ms);`
+  template <class Rep, class Period>
+  [[nodiscard]] auto acquire_async(std::chrono::duration<Rep, Period> timeout,
+                                   std::source_location where = std::source_location::current()) {
+    return awaitable<resume_inline>(detail::saturating_ns(timeout), nullptr, {}, {}, where);
+  }
+  [[nodiscard]] auto acquire_async(std::source_location where = std::source_location::current()) {
+    return awaitable<resume_inline>(core_->default_timeout(), nullptr, {}, {}, where);
+  }
+  template <class Rep, class Period>
+  [[nodiscard]] auto acquire_async(std::chrono::duration<Rep, Period> timeout, std::error_code& ec,
+                                   std::source_location where = std::source_location::current()) {
+    return awaitable<resume_inline>(detail::saturating_ns(timeout), &ec, {}, {}, where);
+  }
+  template <class Rep, class Period, resume_executor Executor>
+  [[nodiscard]] auto acquire_async(std::chrono::duration<Rep, Period> timeout, Executor executor,
+                                   std::source_location where = std::source_location::current()) {
+    return awaitable<Executor>(detail::saturating_ns(timeout), nullptr, {}, std::move(executor), where);
+  }
+  template <class Rep, class Period, resume_executor Executor>
+  [[nodiscard]] auto acquire_async(std::chrono::duration<Rep, Period> timeout, std::error_code& ec,
+                                   Executor executor,
+                                   std::source_location where = std::source_location::current()) {
+    return awaitable<Executor>(detail::saturating_ns(timeout), &ec, {}, std::move(executor), where);
+  }
+  template <class Rep, class Period>
+  [[nodiscard]] auto acquire_async(std::chrono::duration<Rep, Period> timeout, std::stop_token stop,
+                                   std::source_location where = std::source_location::current()) {
+    return awaitable<resume_inline>(detail::saturating_ns(timeout), nullptr, std::move(stop), {}, where);
+  }
+  template <class Rep, class Period>
+  [[nodiscard]] auto acquire_async(std::chrono::duration<Rep, Period> timeout, std::stop_token stop,
+                                   std::error_code& ec,
+                                   std::source_location where = std::source_location::current()) {
+    return awaitable<resume_inline>(detail::saturating_ns(timeout), &ec, std::move(stop), {}, where);
+  }
+  template <class Rep, class Period, resume_executor Executor>
+  [[nodiscard]] auto acquire_async(std::chrono::duration<Rep, Period> timeout, std::stop_token stop,
+                                   Executor executor,
+                                   std::source_location where = std::source_location::current()) {
+    return awaitable<Executor>(detail::saturating_ns(timeout), nullptr, std::move(stop),
+                               std::move(executor), where);
+  }
+  template <class Rep, class Period, resume_executor Executor>
+  [[nodiscard]] auto acquire_async(std::chrono::duration<Rep, Period> timeout, std::stop_token stop,
+                                   std::error_code& ec, Executor executor,
+                                   std::source_location where = std::source_location::current()) {
+    return awaitable<Executor>(detail::saturating_ns(timeout), &ec, std::move(stop),
+                               std::move(executor), where);
+  }
+
   /// An idle resource now, or nothing; never waits. If nothing is idle and there is room, the
   /// creator is asked for one so that a later try can succeed.
   [[nodiscard]] auto try_acquire(std::source_location where = std::source_location::current())
@@ -255,6 +367,20 @@ class pool {
   static auto code_of(const detail::failure_slot& f) noexcept -> std::error_code {
     return make_error_code(f ? f->code : errc::timeout);
   }
+  template <class Executor>
+  using awaitable_type = acquire_awaitable<core_type, Executor>;
+  template <class Executor>
+  auto awaitable(std::int64_t timeout, std::error_code* ec, std::stop_token stop,
+                 Executor executor, const std::source_location& where) -> awaitable_type<Executor> {
+    return awaitable_type<Executor>(*core_, timeout, ec, std::move(stop), std::move(executor), where);
+  }
+  template <class Handler>
+  void start_async(std::int64_t timeout, const std::stop_token* stop, Handler&& handler,
+                   const std::source_location& where) {
+    using request = detail::callback_request<core_type, std::decay_t<Handler>>;
+    core_->async_acquire(*new request(core_, std::forward<Handler>(handler), where), timeout, stop);
+  }
+
   // `timeout` in pool units (detail::saturating_ns: any duration type, negative is 0, huge is
   // forever).
   auto acquire_or_throw(std::int64_t timeout, const std::source_location& where) -> lease_type {

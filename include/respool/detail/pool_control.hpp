@@ -17,6 +17,7 @@ void pool_core<F, V, S, Clock>::set_max_size(std::size_t n) {
     throw std::invalid_argument("respool pool '" + opts_.name +
                                 "': set_max_size: max_size must be from 1 to 1,048,576, not " +
                                 std::to_string(n));
+  delivery_scope scope(*this);
   {
     std::lock_guard lk(mutex_);
     try {
@@ -91,6 +92,7 @@ void pool_core<F, V, S, Clock>::pause() {
 // Serves the waiters in order: the oldest get what is idle, the rest what is made or returned.
 template <class F, class V, class S, class Clock>
 void pool_core<F, V, S, Clock>::resume() {
+  delivery_scope scope(*this);
   std::lock_guard lk(mutex_);
   if (!paused_) return;
   paused_ = false;

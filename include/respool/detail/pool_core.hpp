@@ -90,6 +90,7 @@
 #include "slot_table.hpp"
 #include "test_hooks.hpp"
 #include "thread_hint.hpp"
+#include "timer_heap.hpp"
 #include "waiter_queue.hpp"
 #include "worker_threads.hpp"
 
@@ -287,6 +288,7 @@ class pool_core final : public lease_home<resource_t<F>> {
   /// One housekeeping pass on the calling thread, including the user code it leads to
   /// (keepalive pings, destructors, events), which the background pass leaves to workers.
   void run_maintenance() {
+    delivery_scope scope(*this);
     plan_maintenance(clock_.now(), true);
     run_pending_jobs();
   }
@@ -345,6 +347,7 @@ class pool_core final : public lease_home<resource_t<F>> {
 
   void close() {
     {
+      delivery_scope scope(*this);  // the asynchronous waiters learn it here
       std::lock_guard lk(mutex_);
       if (table_.control().load().closed()) return;
       table_.control().close();
@@ -379,6 +382,20 @@ class pool_core final : public lease_home<resource_t<F>> {
     }
     destroy_idle(destroy_reason::closed);
     unref();
+  }
+
+  // A completion handler threw (pool_async.hpp): reported, the pool goes on.
+  void report_handler_threw(const std::exception_ptr& e) noexcept {
+    if (!opts_.on_event) return;
+    try {
+      pool_event ev;
+      ev.kind = event_kind::handler_threw;
+      ev.error = e;
+      const std::string text = "an async_acquire completion handler threw: " + describe_exception(e);
+      ev.message = text;
+      emit(ev);
+    } catch (...) {
+    }
   }
 
   // ---------------------------------------------------------------- stats
@@ -460,26 +477,71 @@ class pool_core final : public lease_home<resource_t<F>> {
   static inline thread_local const void* tls_worker_of = nullptr;  // the pool a worker serves
   auto start_worker() noexcept -> bool;
 
+  // A caller waiting for a resource, in the queue (waiter_queue.hpp). A blocked thread
+  // (blocking_waiter) scans, spins and sleeps for itself; an asynchronous one (async_waiter,
+  // pool_async.hpp) is passive: whatever serves it, fails it or cancels it puts it on the
+  // delivery list, and a thread with no lock held runs its completion.
   struct waiter : waiter_link {
     std::int64_t deadline = 0;   // pool time
     std::int64_t since = 0;      // steady time it first queued (fairness window)
     slot_type* granted = nullptr;
     bool fresh = false;          // just created or checked: no borrow check needed
     bool notified = false;       // woken to scan (P3)
-    std::uint64_t seen = 0;      // wake_seq_ when its last scan began (P3)
     bool spinning = false;       // awake and polling: a hand-off reaches it at once (P4)
     bool parked = false;         // asleep on cv: whoever serves it must notify
-    std::atomic<bool> served{false};  // lets a spinning waiter see its hand-off without the lock
-    std::optional<acquire_failure> failure;
     bool cancelled = false;      // its stop token asked to stop (guarded by mutex_)
-    std::condition_variable cv;
-    // How to wake it (P3). A blocked thread notifies its condition variable; a waiter that is a
-    // callback or a coroutine would schedule itself instead.
-    void (*wake)(waiter&) noexcept = [](waiter& self) noexcept {
-      if (self.parked) self.cv.notify_one();
-    };
+    bool async = false;          // an async_waiter: never scans, every resource is handed to it
+    std::atomic<bool> served{false};  // lets a spinning waiter see its hand-off without the lock
+    std::uint64_t seen = 0;      // wake_seq_ when its last scan began (P3)
+    std::optional<acquire_failure> failure;
+    // How to wake a blocked thread (P3); nothing for an asynchronous waiter, which is served by
+    // hand-off only.
+    void (*wake)(waiter&) noexcept = [](waiter&) noexcept {};
   };
 
+  struct blocking_waiter : waiter {
+    std::condition_variable cv;
+    blocking_waiter() noexcept {
+      this->wake = [](waiter& self) noexcept {
+        if (self.parked) static_cast<blocking_waiter&>(self).cv.notify_one();
+      };
+    }
+  };
+
+ public:
+  // The stop callback of an asynchronous acquire.
+  struct async_waiter;
+  struct async_stop {
+    pool_core* core;
+    async_waiter* w;
+    void operator()() const noexcept { core->cancel_async(*w); }
+  };
+  // An asynchronous acquire (async_acquire, the coroutine awaitable): served only by hand-off
+  // (P4), its deadline in the timer heap, its completion run once, with no lock held, by
+  // whoever delivers it (pool_async.hpp).
+  struct async_waiter : waiter {
+    std::size_t timer_index = timer_heap<async_waiter>::npos;
+    std::int64_t timeout = 0;    // as asked, for the timeout message
+    std::int64_t queued_at = 0;  // pool time it joined the queue (stats: its wait)
+    std::source_location where;
+    std::optional<std::stop_callback<async_stop>> stop;
+    // Runs once, no lock held, with a lease or a failure. May free the record; must first
+    // destroy `stop` (it may wait for a stop callback running on another thread).
+    void (*complete)(async_waiter& self, lease<R>&& l, acquire_failure* failure) noexcept = nullptr;
+    async_waiter() noexcept { this->async = true; this->parked = true; }
+    async_waiter(const async_waiter&) = delete;
+    auto operator=(const async_waiter&) -> async_waiter& = delete;
+  };
+
+  // Starts an asynchronous acquire for `w` (its `complete` and `where` set). Served or failed
+  // at once, it completes before this returns; otherwise `w` waits, and must stay put until
+  // it completes or abandon_async() takes it back.
+  void async_acquire(async_waiter& w, std::int64_t timeout, const std::stop_token* stop);
+  // The owner of a waiting `w` gives up on it (a coroutine frame destroyed while suspended):
+  // out of the queue, and a resource handed to it but not yet delivered goes on to the next.
+  void abandon_async(async_waiter& w) noexcept;
+
+ private:
   struct counts {
     std::size_t idle = 0, in_use = 0, creating = 0, reserved = 0;
     [[nodiscard]] auto total() const noexcept -> std::size_t {
@@ -494,7 +556,7 @@ class pool_core final : public lease_home<resource_t<F>> {
   // User code queued for a worker: a retirement, a keepalive check, or an event (the events
   // raised where no user code may run: on the housekeeper, or a caller past its deadline).
   struct job {
-    enum kind_t : std::uint8_t { destroy, check, event };
+    enum kind_t : std::uint8_t { destroy, check, event, deliver };
     kind_t kind = destroy;
     slot_type* s = nullptr;
     destroy_reason why{};
@@ -513,6 +575,11 @@ class pool_core final : public lease_home<resource_t<F>> {
     job j;
     j.kind = job::check;
     j.s = &s;
+    return j;
+  }
+  static auto deliver_job() noexcept -> job {
+    job j;
+    j.kind = job::deliver;
     return j;
   }
   static auto event_job(event_kind kind) noexcept -> job {
@@ -796,6 +863,7 @@ class pool_core final : public lease_home<resource_t<F>> {
   // A hand-off may be owed, every waiter sleeps, the pool is gated, or it closed meanwhile: the
   // slot is still ours (in use or returning).
   RESPOOL_DETAIL_COLD void return_slot_locked(slot_type& s) noexcept {
+    delivery_scope scope(*this);  // a hand-off to an asynchronous waiter completes it here (A3)
     std::unique_lock lk(mutex_);
     if (apply_evict_checks_locked(s, lk)) return retire_locked(s, destroy_reason::evicted, lk);
     if ((s.state.load(std::memory_order_relaxed) & slot_state::orphaned) != 0) {
@@ -870,7 +938,7 @@ class pool_core final : public lease_home<resource_t<F>> {
   // hand-off waits for a thread to be scheduled.)
   auto handoff_target_locked() noexcept -> waiter* {
     waiter* head = queue_.front();
-    if (head == nullptr || cfg_.strict_fifo() || head->spinning) return head;
+    if (head == nullptr || cfg_.strict_fifo() || takes_handoff(*head)) return head;
     const auto now = steady_ns();
     const auto waited = now - head->since;
     if (now >= next_fair_at_ && waited >= cfg_.fairness_window) {
@@ -878,13 +946,19 @@ class pool_core final : public lease_home<resource_t<F>> {
       update_fair_due_locked();
       return head;
     }
-    return queue_.find_first([](const waiter& w) { return w.spinning; });
+    return queue_.find_first([](const waiter& w) { return takes_handoff(w); });
   }
 
+  // A spinning waiter sees a hand-off at once; an asynchronous one gets nothing any other way
+  // (it never scans), and a hand-off costs it nothing: neither waits to be scheduled.
+  static auto takes_handoff(const waiter& w) noexcept -> bool { return w.spinning || w.async; }
+
   // Whether a return may owe a hand-off (P4), read without the lock: strict mode, a waiter
-  // spinning, or the head's turn come. A stale answer delays one hand-off or costs one lock.
+  // spinning or asynchronous, or the head's turn come. A stale answer delays one hand-off or
+  // costs one lock.
   [[nodiscard]] auto handoff_maybe_due() const noexcept -> bool {
     return cfg_.strict_fifo() || spinners_.load(std::memory_order_relaxed) != 0 ||
+           async_queued_.load(std::memory_order_relaxed) != 0 ||
            steady_ns() >= fair_due_at_.load(std::memory_order_relaxed);
   }
 
@@ -906,6 +980,12 @@ class pool_core final : public lease_home<resource_t<F>> {
     w.granted = &s;
     w.fresh = fresh;
     w.served.store(true, std::memory_order_release);  // pairs with the spinning waiter's acquire
+    served_locked(w);
+  }
+
+  // `w` has left the queue, served or failed: wake it, or queue its completion (pool_async.hpp).
+  void served_locked(waiter& w) noexcept {
+    if (w.async) return push_delivery_locked(static_cast<async_waiter&>(w));
     w.wake(w);
   }
 
@@ -927,6 +1007,8 @@ class pool_core final : public lease_home<resource_t<F>> {
   void wake_one_if_none_awake_locked() noexcept {
     if (queue_.empty() || activity_.load(std::memory_order_relaxed) != 0) return;
     waiter* w = queue_.front();  // all parked and none woken: the oldest
+    // One that cannot look for itself is handed what is idle.
+    if (w->async) return serve_async_from_idle_locked(static_cast<async_waiter&>(*w));
     w->notified = true;
     activity_.fetch_add(one_woken, std::memory_order_seq_cst);
     w->wake(*w);
@@ -944,6 +1026,10 @@ class pool_core final : public lease_home<resource_t<F>> {
     const bool was_awake = awake(w);
     const bool was_head = queue_.front() == &w;
     queue_.remove(w);
+    if (w.async) {
+      timers_.remove(static_cast<async_waiter&>(w));
+      async_queued_.fetch_sub(1, std::memory_order_relaxed);
+    }
     table_.control().remove_waiter();
     if (was_awake)
       activity_.fetch_sub(w.parked ? one_woken : one_running, std::memory_order_seq_cst);
@@ -994,16 +1080,56 @@ class pool_core final : public lease_home<resource_t<F>> {
   }
   RESPOOL_DETAIL_COLD auto acquire_slow(std::int64_t timeout, std::int64_t deadline, const std::source_location& where, failure_slot* fail, const std::stop_token* stop, bool look) -> lease<R>;
   void cancel_waiter(waiter& w) noexcept;
+
+  // ---- asynchronous waiters (defined in pool_async.hpp)
+  void cancel_async(async_waiter& w) noexcept;
+  void serve_async_from_idle_locked(async_waiter& w) noexcept;
+  void push_delivery_locked(async_waiter& w) noexcept;
+  void deliver_pending() noexcept;
+  void deliver_one(async_waiter& w, slot_type* s, bool fresh, failure_slot& failure) noexcept;
+  void complete_at_once(async_waiter& w, failure_slot& failure) noexcept;
+  void requeue_async(async_waiter& w) noexcept;
+  void expire_async_locked(std::int64_t now) noexcept;
+  [[nodiscard]] auto next_async_deadline_locked() const noexcept -> std::int64_t;
+  // While alive on a thread, deliveries this thread queues are run by it when the scope ends,
+  // with no lock held, the core pinned (P5) until then. Armed only while asynchronous waiters
+  // are queued (a blocking-only pool pays one load); a delivery queued where no scope is armed
+  // is run by a worker instead.
+  class delivery_scope {
+   public:
+    // `always`: armed whatever is queued (the asynchronous side's own entry points).
+    explicit delivery_scope(pool_core& c, bool always = false) noexcept
+        : core_(c), armed_(always || c.async_queued_.load(std::memory_order_relaxed) != 0) {
+      if (!armed_) return;
+      c.refs_.fetch_add(1, std::memory_order_relaxed);
+      prev_ = std::exchange(tls_drain_armed, &c);
+    }
+    delivery_scope(const delivery_scope&) = delete;
+    auto operator=(const delivery_scope&) -> delivery_scope& = delete;
+    ~delivery_scope() {
+      if (!armed_) return;
+      tls_drain_armed = prev_;
+      core_.deliver_pending();
+      core_.unref();
+    }
+
+   private:
+    pool_core& core_;
+    bool armed_;
+    const void* prev_ = nullptr;
+  };
+  static inline thread_local const void* tls_drain_armed = nullptr;     // delivery_scope
+  static inline thread_local const void* tls_delivering_for = nullptr;  // deliver_pending()
   RESPOOL_DETAIL_COLD auto cancelled(failure_slot* fail) -> lease<R>;
-  auto wait_for_slot(waiter& w, std::int64_t deadline, std::int64_t timeout, failure_slot* fail, bool& fresh) -> slot_type*;
+  auto wait_for_slot(blocking_waiter& w, std::int64_t deadline, std::int64_t timeout, failure_slot* fail, bool& fresh) -> slot_type*;
   auto admit_locked(waiter& w, std::int64_t now, std::int64_t deadline, failure_slot* fail) -> bool;
   auto hopeless_locked(std::int64_t now, std::int64_t deadline, failure_slot* fail) -> bool;
   void join_queue_locked(waiter& w, std::int64_t deadline) noexcept;
   void keep_place(waiter& w);
   void keep_place_locked(waiter& w) noexcept;
-  void sleep_locked(waiter& w, std::unique_lock<std::mutex>& lk, std::chrono::nanoseconds span);
+  void sleep_locked(blocking_waiter& w, std::unique_lock<std::mutex>& lk, std::chrono::nanoseconds span);
   void abandon(waiter& w) noexcept;
-  auto wait_queued_locked(waiter& w, std::unique_lock<std::mutex>& lk) -> slot_type*;
+  auto wait_queued_locked(blocking_waiter& w, std::unique_lock<std::mutex>& lk) -> slot_type*;
   auto scan_and_spin(waiter& w, bool spin, typename slot_table<R>::scan_notes& notes) noexcept -> slot_type*;
   auto refuse_at_once(failure_slot* fail) -> lease<R>;
   RESPOOL_DETAIL_COLD auto timed_out(failure_slot* fail, std::int64_t timeout, const char* detail) -> lease<R>;
@@ -1147,6 +1273,8 @@ class pool_core final : public lease_home<resource_t<F>> {
   // Guarded by mutex_: everything below, up to refs_.
   alignas(cache_line) mutable std::mutex mutex_;
   waiter_queue<waiter> queue_;
+  timer_heap<async_waiter> timers_;         // deadlines of the queued asynchronous waiters
+  delivery_list<async_waiter> deliveries_;  // served or failed, completion not yet run
   std::vector<std::uint32_t> free_slots_;  // P1
   std::size_t live_ = 0;                   // P1
   std::size_t creating_ = 0;               // P1
@@ -1168,6 +1296,10 @@ class pool_core final : public lease_home<resource_t<F>> {
   alignas(cache_line) std::atomic<std::uint64_t> activity_{0};  // see running_of (P3)
   alignas(cache_line) std::atomic<std::size_t> spinners_{0};
   std::atomic<std::int64_t> fair_due_at_{never_ns};  // steady time a hand-off may be owed (P4)
+  std::atomic<std::size_t> async_queued_{0};  // asynchronous waiters queued (written under mutex_)
+  // Completions waiting on deliveries_ (written under mutex_; read by the thread that queued
+  // them, or by a worker a job was posted to, before it takes the lock).
+  std::atomic<std::size_t> deliveries_waiting_{0};
   creation_breaker breaker_;
   std::deque<job> jobs_;
   std::condition_variable workers_cv_;     // idle workers wait here
@@ -1221,6 +1353,7 @@ RESPOOL_NAMESPACE_END
 
 // The rest of pool_core's member functions, an area to a header.
 #include "pool_control.hpp"
+#include "pool_async.hpp"
 #include "pool_creation.hpp"
 #include "pool_housekeeping.hpp"
 #include "pool_waiting.hpp"

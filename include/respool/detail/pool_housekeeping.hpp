@@ -8,16 +8,26 @@
 RESPOOL_NAMESPACE_BEGIN
 namespace detail {
 
-// The housekeeper thread: ticks the coarse clock and plans; never runs user code.
+// The housekeeper thread: ticks the coarse clock and plans every housekeeping_interval, wakes
+// for the breaker's probe, and times out asynchronous waiters at their deadlines (the earliest
+// is the timer heap's top); never runs user code.
 template <class F, class V, class S, class Clock>
 void pool_core<F, V, S, Clock>::housekeeper_loop() {
   std::unique_lock lk(mutex_);
+  auto next_pass = add_sat(steady_ns(), cfg_.housekeeping);
   while (!stopping_) {
-    auto span = ns(cfg_.housekeeping);
-    if (breaker_.open())  // wake for the probe, not a tick later
-      span = std::min(span, sleep_span(clock_.now(), breaker_.next_attempt_at(), cfg_.housekeeping));
-    housekeeper_cv_.wait_for(lk, std::max(span, ns(1'000'000)));
+    const auto now = clock_.now();
+    auto span = ns(std::max<std::int64_t>(0, next_pass - steady_ns()));
+    if (breaker_.open())  // wake for the probe, not a tick later (at most every millisecond)
+      span = std::min(span, std::max(ns(1'000'000), sleep_span(now, breaker_.next_attempt_at(),
+                                                                 cfg_.housekeeping)));
+    span = std::min(span, sleep_span(now, next_async_deadline_locked(), cfg_.housekeeping));
+    if (span > ns::zero()) housekeeper_cv_.wait_for(lk, span);
     if (stopping_) break;
+    expire_async_locked(clock_.now());
+    const bool probe_due = breaker_.open() && clock_.now() >= breaker_.next_attempt_at();
+    if (steady_ns() < next_pass && !probe_due) continue;
+    next_pass = add_sat(steady_ns(), cfg_.housekeeping);
     lk.unlock();
     plan_maintenance(clock_.now(), false);
     lk.lock();
@@ -75,6 +85,7 @@ void pool_core<F, V, S, Clock>::plan_maintenance(std::int64_t now, bool here) {
   queue_.for_each([&](waiter& w) {
     if (w.deadline <= now) w.wake(w);
   });
+  expire_async_locked(now);
   kick_locked();
 }
 

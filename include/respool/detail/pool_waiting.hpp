@@ -18,7 +18,7 @@ auto pool_core<F, V, S, Clock>::acquire_slow(std::int64_t timeout, std::int64_t 
     if (!l) throw_failure(mine);
     return l;
   }
-  waiter w;
+  blocking_waiter w;
   // Registered before any lock is taken (a stop already requested runs it here and now), and
   // unregistered on the way out with no lock held: it takes mutex_ itself.
   struct on_stop {
@@ -71,7 +71,7 @@ auto pool_core<F, V, S, Clock>::acquire_slow(std::int64_t timeout, std::int64_t 
 // Shed, fail fast, or queue until a resource is handed over or found idle, the deadline
 // passes, or the pool gives up on us (closed, backend down). `fresh`: no borrow check needed.
 template <class F, class V, class S, class Clock>
-auto pool_core<F, V, S, Clock>::wait_for_slot(waiter& w, std::int64_t deadline, std::int64_t timeout, failure_slot* fail, bool& fresh) -> slot_type* {
+auto pool_core<F, V, S, Clock>::wait_for_slot(blocking_waiter& w, std::int64_t deadline, std::int64_t timeout, failure_slot* fail, bool& fresh) -> slot_type* {
   std::unique_lock lk(mutex_);
   const auto now = clock_.now();
   coarse_now_.store(now, std::memory_order_relaxed);
@@ -168,10 +168,15 @@ void pool_core<F, V, S, Clock>::join_queue_locked(waiter& w, std::int64_t deadli
   w.failure.reset();
   w.notified = false;
   queue_.push(w);
+  // Counted before it is announced: a return that sees the waiter sees that it is asynchronous
+  // (and owes it a hand-off, handoff_maybe_due).
+  if (w.async) async_queued_.fetch_add(1, std::memory_order_seq_cst);
   table_.control().add_waiter();  // announce, then scan (S4)
-  activity_.fetch_add(one_running, std::memory_order_seq_cst);  // it runs (P3)
+  if (!w.async) activity_.fetch_add(one_running, std::memory_order_seq_cst);  // it runs (P3)
   if (queue_.front() == &w) update_fair_due_locked();
   kick_locked();
+  // An asynchronous waiter's scan: it is announced, so a return from now on sees it.
+  if (w.async) serve_async_from_idle_locked(static_cast<async_waiter&>(w));
 }
 
 // Q2: back to its place, before the resource it was handed is retired.
@@ -191,6 +196,7 @@ void pool_core<F, V, S, Clock>::keep_place_locked(waiter& w) noexcept {
 template <class F, class V, class S, class Clock>
 void pool_core<F, V, S, Clock>::abandon(waiter& w) noexcept {
   if (w.ticket == 0) return;  // never queued
+  delivery_scope scope(*this);
   std::unique_lock lk(mutex_);
   leave_queue_locked(w);
   if (slot_type* g = std::exchange(w.granted, nullptr)) pass_on_locked(*g, lk);
@@ -200,7 +206,7 @@ void pool_core<F, V, S, Clock>::abandon(waiter& w) noexcept {
 // null with the waiter out of the queue and, on timeout, no failure set). Lock held on entry
 // and exit.
 template <class F, class V, class S, class Clock>
-auto pool_core<F, V, S, Clock>::wait_queued_locked(waiter& w, std::unique_lock<std::mutex>& lk) -> slot_type* {
+auto pool_core<F, V, S, Clock>::wait_queued_locked(blocking_waiter& w, std::unique_lock<std::mutex>& lk) -> slot_type* {
   bool spin = !cfg_.strict_fifo() && spinners_.load(std::memory_order_relaxed) < cfg_.max_spinners;
   for (;;) {
     if (w.granted != nullptr) return std::exchange(w.granted, nullptr);
@@ -259,7 +265,7 @@ auto pool_core<F, V, S, Clock>::wait_queued_locked(waiter& w, std::unique_lock<s
 // Parks a waiter that has stopped counting as running (P3), then counts it as running again
 // (not at all once out of the queue).
 template <class F, class V, class S, class Clock>
-void pool_core<F, V, S, Clock>::sleep_locked(waiter& w, std::unique_lock<std::mutex>& lk, std::chrono::nanoseconds span) {
+void pool_core<F, V, S, Clock>::sleep_locked(blocking_waiter& w, std::unique_lock<std::mutex>& lk, std::chrono::nanoseconds span) {
   w.parked = true;
   w.cv.wait_for(lk, span);
   w.parked = false;
@@ -379,7 +385,7 @@ void pool_core<F, V, S, Clock>::fail_all_waiters_locked(errc code, const std::st
     leave_queue_locked(*w);
     w->failure = f;
     w->served.store(true, std::memory_order_release);
-    w->wake(*w);
+    served_locked(*w);
   }
 }
 

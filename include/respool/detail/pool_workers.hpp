@@ -106,9 +106,14 @@ auto pool_core<F, V, S, Clock>::start_worker() noexcept -> bool {
 template <class F, class V, class S, class Clock>
 void pool_core<F, V, S, Clock>::worker_main() noexcept {
   tls_worker_of = this;
+  const void* outer = std::exchange(tls_drain_armed, this);  // a worker delivers what it serves
   std::unique_lock lk(mutex_);
   --workers_starting_;
   for (;;) {
+    if (deliveries_waiting_.load(std::memory_order_relaxed) != 0) {
+      run_user_code_locked(lk, [&] { deliver_pending(); });
+      continue;
+    }
     if (jobs_runnable_locked() > 0) {
       job j = std::move(jobs_.front());
       jobs_.pop_front();
@@ -132,6 +137,7 @@ void pool_core<F, V, S, Clock>::worker_main() noexcept {
   --workers_alive_;
   quiet_cv_.notify_all();
   lk.unlock();
+  tls_drain_armed = outer;
   tls_worker_of = nullptr;  // a shared thread serves other pools next
   unref();
 }
@@ -153,6 +159,7 @@ void pool_core<F, V, S, Clock>::run_job(job& j) noexcept {
   switch (j.kind) {
     case job::destroy: destroy_reserved(*j.s, j.why); break;
     case job::check: finish_keepalive(*j.s); break;
+    case job::deliver: deliver_pending(); break;
     case job::event: {
       pool_event e;
       e.kind = j.what;

@@ -16,6 +16,8 @@ enum class point : unsigned char {
   before_park,        // it is about to sleep (pool lock held)
   before_borrow,      // a caller on the slow path has a slot (claimed or handed over) it has
                       // neither checked nor taken yet
+  before_delivery,    // an asynchronous waiter's completion is queued; the thread that will
+                      // run it is about to take it off the list (no lock held)
 };
 
 using hook_fn = void (*)(point) noexcept;

@@ -10,6 +10,8 @@
 //  Q2. A waiter that leaves and rejoins (a hand-off that failed its borrow check) keeps its
 //      ticket, so it goes back to its place, ahead of everyone who came after it.
 //  Q3. size() is the number of linked waiters; `queued` is true exactly while linked.
+//  Q4. A waiter is in at most one of the queue and a delivery_list (an asynchronous waiter
+//      served or failed, waiting for someone to run its completion): both use the same links.
 #include <cstddef>
 #include <cstdint>
 
@@ -23,6 +25,7 @@ struct waiter_link {
   waiter_link* prev = nullptr;
   std::uint64_t ticket = 0;  // 0: not yet queued
   bool queued = false;
+  bool pending = false;  // in a delivery_list (Q4)
 };
 
 template <class W>
@@ -77,6 +80,40 @@ class waiter_queue {
   waiter_link* tail_ = nullptr;
   std::size_t size_ = 0;
   std::uint64_t last_ticket_ = 0;
+};
+
+// Waiters served or failed whose completion has not run yet, in the order they were served
+// (Q4). Guarded by the pool's lock.
+template <class W>
+class delivery_list {
+ public:
+  [[nodiscard]] auto empty() const noexcept -> bool { return head_ == nullptr; }
+
+  void push_back(W& w) noexcept {
+    w.next = nullptr;
+    w.prev = tail_;
+    (tail_ != nullptr ? tail_->next : head_) = &w;
+    tail_ = &w;
+    w.pending = true;
+  }
+
+  auto pop_front() noexcept -> W* {
+    waiter_link* l = head_;
+    if (l != nullptr) remove(*static_cast<W*>(l));
+    return static_cast<W*>(l);
+  }
+
+  void remove(W& w) noexcept {
+    if (!w.pending) return;
+    (w.prev != nullptr ? w.prev->next : head_) = w.next;
+    (w.next != nullptr ? w.next->prev : tail_) = w.prev;
+    w.next = w.prev = nullptr;
+    w.pending = false;
+  }
+
+ private:
+  waiter_link* head_ = nullptr;
+  waiter_link* tail_ = nullptr;
 };
 
 }  // namespace detail
