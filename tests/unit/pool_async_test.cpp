@@ -437,14 +437,15 @@ TEST_CASE("co_await acquire_async through an executor resumes there", "[async][c
         lk.lock();
       }
     }};
-    ~loop() {
+    void join() {
       {
         std::lock_guard lk(m);
         stopping = true;
       }
       cv.notify_all();
-      t.join();
+      if (t.joinable()) t.join();
     }
+    ~loop() { join(); }
   };
   struct executor {
     loop* l;
@@ -470,9 +471,11 @@ TEST_CASE("co_await acquire_async through an executor resumes there", "[async][c
     done = true;
   };
   auto t = t_body();
+  const auto loop_thread = ex.t.get_id();
   held.return_to_pool();
   REQUIRE(eventually([&] { return done.load(); }));
-  CHECK(resumed_on == ex.t.get_id());
+  ex.join();  // the coroutine runs to its end there: only then may its frame go
+  CHECK(resumed_on == loop_thread);
 }
 
 TEST_CASE("destroying a suspended coroutine takes its waiter out of the queue", "[async][coroutine]") {
