@@ -66,36 +66,39 @@ concept resume_executor =
      std::invocable<E&, detail::coroutine_resumer>);
 
 template <class Core, class Executor = resume_inline>
-class acquire_awaitable : private Core::async_waiter {
+class acquire_awaitable {
   using R = typename Core::R;
-  using base = typename Core::async_waiter;
+  using waiter = typename Core::async_waiter;
 
  public:
   acquire_awaitable(Core& core, std::int64_t timeout_ns, std::error_code* ec,
                     std::stop_token token, Executor executor,
                     const std::source_location& site)
-      : core_(&core), timeout_(timeout_ns), ec_(ec), stop_(std::move(token)), executor_(std::move(executor)) {
-    this->where = site;
-    this->complete = &finish;
-  }
+      : core_(&core), timeout_(timeout_ns), ec_(ec), stop_(std::move(token)),
+        executor_(std::move(executor)), where_(site) {}
   acquire_awaitable(const acquire_awaitable&) = delete;
   auto operator=(const acquire_awaitable&) -> acquire_awaitable& = delete;
 
   // Still waiting when destroyed: its frame was destroyed while it was suspended.
   ~acquire_awaitable() {
-    const int st = state_.load(std::memory_order_acquire);
-    if (st == waiting || st == suspended) core_->abandon_async(*this);
+    if (!record_) return;
+    const int st = record_->state.load(std::memory_order_acquire);
+    if (st != completed) core_->abandon_async(*record_);
   }
 
-  [[nodiscard]] auto await_ready() const noexcept -> bool { return false; }
+  // An idle resource now: no suspension and no waiter record at all.
+  [[nodiscard]] auto await_ready() -> bool {
+    result_ = core_->acquire_idle_now(where_);
+    return static_cast<bool>(result_);
+  }
 
   // False (no suspension) when served or failed at once. After the exchange the awaitable may
   // be resumed, and destroyed, by another thread at any moment: nothing touches it after.
   auto await_suspend(std::coroutine_handle<> h) -> bool {
-    handle_ = h;
-    state_.store(waiting, std::memory_order_relaxed);
-    core_->async_acquire(*this, timeout_, stop_.stop_possible() ? &stop_ : nullptr);
-    return state_.exchange(suspended, std::memory_order_acq_rel) != completed;
+    record& r = record_.emplace(*this);
+    r.handle = h;
+    core_->async_acquire(r, timeout_, stop_.stop_possible() ? &stop_ : nullptr);
+    return r.state.exchange(suspended, std::memory_order_acq_rel) != completed;
   }
 
   auto await_resume() -> lease<R> {
@@ -111,17 +114,29 @@ class acquire_awaitable : private Core::async_waiter {
   }
 
  private:
-  enum : int { idle, waiting, suspended, completed };
+  enum : int { waiting, suspended, completed };
+
+  // The waiter in the pool's queue, made only when the coroutine has to wait.
+  struct record : waiter {
+    acquire_awaitable* owner;
+    std::coroutine_handle<> handle;
+    std::atomic<int> state{waiting};
+    explicit record(acquire_awaitable& a) noexcept : owner(&a) {
+      this->where = a.where_;
+      this->complete = &finish;
+    }
+  };
 
   // The pool's completion (no lock held): keep the result, then resume unless await_suspend has
   // not returned yet (it sees `completed` and does not suspend).
-  static void finish(base& w, lease<R>&& l, detail::acquire_failure* failure) noexcept {
-    auto& self = static_cast<acquire_awaitable&>(w);
-    self.stop.reset();
+  static void finish(waiter& w, lease<R>&& l, detail::acquire_failure* failure) noexcept {
+    auto& r = static_cast<record&>(w);
+    acquire_awaitable& self = *r.owner;
+    r.stop.reset();
     self.result_ = std::move(l);
     if (failure != nullptr) self.failure_ = std::move(*failure);
-    if (self.state_.exchange(completed, std::memory_order_acq_rel) != suspended) return;
-    const detail::coroutine_resumer resume{self.handle_};
+    if (r.state.exchange(completed, std::memory_order_acq_rel) != suspended) return;
+    const detail::coroutine_resumer resume{r.handle};
     // A copy: once posted, the coroutine may run, and free this awaitable, at once elsewhere.
     Executor ex = self.executor_;
     try {
@@ -140,10 +155,10 @@ class acquire_awaitable : private Core::async_waiter {
   std::error_code* ec_;
   std::stop_token stop_;  // none: stop_possible() is false
   [[no_unique_address]] Executor executor_;
-  std::coroutine_handle<> handle_;
-  std::atomic<int> state_{idle};
+  std::source_location where_;
   lease<R> result_;
   std::optional<detail::acquire_failure> failure_;
+  std::optional<record> record_;
 };
 
 RESPOOL_NAMESPACE_END

@@ -533,6 +533,17 @@ class pool_core final : public lease_home<resource_t<F>> {
     auto operator=(const async_waiter&) -> async_waiter& = delete;
   };
 
+  // The fast path alone: an idle resource that passes its check now, else an empty lease (the
+  // caller then starts an asynchronous acquire). No waiter, no clock read when none is due.
+  auto acquire_idle_now(const std::source_location& where) -> lease<R> {
+    if (cfg_.strict_fifo() && table_.control().load().waiters() != 0) return {};
+    slot_type* s = claim();
+    if (s == nullptr) return {};
+    std::int64_t deadline = 0;
+    if (borrow_check(*s, deadline, cfg_.acquire_timeout, nullptr) == borrow::ok) return grant(*s, where);
+    return {};  // retired, returned (too late, paused): the slow path decides
+  }
+
   // Starts an asynchronous acquire for `w` (its `complete` and `where` set). Served or failed
   // at once, it completes before this returns; otherwise `w` waits, and must stay put until
   // it completes or abandon_async() takes it back.
