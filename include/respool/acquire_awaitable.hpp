@@ -32,6 +32,7 @@
 #include <source_location>
 #include <stop_token>
 #include <system_error>
+#include <type_traits>
 #include <utility>
 
 #include "detail/pool_core.hpp"
@@ -137,16 +138,26 @@ class acquire_awaitable {
     if (failure != nullptr) self.failure_ = std::move(*failure);
     if (r.state.exchange(completed, std::memory_order_acq_rel) != suspended) return;
     const detail::coroutine_resumer resume{r.handle};
-    // A copy: once posted, the coroutine may run, and free this awaitable, at once elsewhere.
-    Executor ex = self.executor_;
-    try {
-      if constexpr (requires { ex.post(resume); }) {
-        ex.post(resume);
-      } else {
-        ex(resume);
+    Core* core = self.core_;  // pinned while it delivers (pool_async.hpp, A3)
+    if constexpr (!std::is_same_v<Executor, resume_inline>) {
+      // A copy: once posted, the coroutine may run, and free this awaitable, at once elsewhere.
+      Executor ex = self.executor_;
+      try {
+        if constexpr (requires { ex.post(resume); }) {
+          ex.post(resume);
+        } else {
+          ex(resume);
+        }
+        return;
+      } catch (...) {  // the executor refused (no memory): resume here rather than never
       }
-    } catch (...) {  // the executor refused (no memory): resume here rather than never
+    }
+    // A coroutine type whose unhandled_exception() rethrows lets it out of resume(): it has
+    // nowhere to go on the serving thread but the report.
+    try {
       resume();
+    } catch (...) {
+      core->report_handler_threw(std::current_exception());
     }
   }
 
