@@ -10,7 +10,9 @@ job=${1:-test}
 case "$job" in
   test)
     packages=(g++ clang-16 libclang-rt-16-dev llvm-16 cmake ninja-build meson pkg-config catch2
-              libboost-dev libpoco-dev libsqlite3-dev)
+              libboost1.81-dev libpoco-dev libsqlite3-dev)
+    # Boost 1.81 rather than Debian's default 1.74: Asio's per-operation cancellation (1.77+),
+    # which examples/asio uses. It replaces libboost-dev (the same headers, older).
     # llvm-16 brings the symbolizer TSan needs for its built-in suppressions of libstdc++'s
     # uninstrumented refcounts (an exception freed by a promise on another thread, for one).
     # The integration tests' servers and client libraries (tests/integration, docs/backends.md):
