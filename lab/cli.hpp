@@ -25,7 +25,7 @@ inline constexpr std::size_t max_pool_size = 4096;
 inline constexpr std::size_t max_clients = 10'000;
 
 struct options {
-  std::string backend = "sqlite";
+  std::string backend = "auto";      // auto: postgres on a server of its own, else sqlite
   std::string conninfo;              // empty: the backend's default
   std::vector<std::size_t> sizes;    // empty: the default sweep plus the recommended size
   double duration_s = 8.0;           // measured seconds per pool size
@@ -64,7 +64,12 @@ before the warm-up). Per request the lab measures the wait for a connection and 
 latency; a request that gets no connection within the acquire timeout counts as a timeout, one
 whose query fails as an error. Throughput counts the requests completed in the measured window.
 
-SQLite (the default: embedded, no server) runs in WAL mode with synchronous=FULL (SQLite's
+By default the lab starts a PostgreSQL server of its own (Debian's postgresql package; the
+server runs on 127.0.0.1 at a free port, its data in a temporary directory removed afterwards,
+durable: a commit waits for the disk) and runs the workload there; without PostgreSQL it says so
+and falls back to the embedded SQLite database.
+
+SQLite (--backend sqlite: embedded, no server) runs in WAL mode with synchronous=FULL (SQLite's
 default, and what PostgreSQL and MySQL do by default: a commit returns once it is on disk) and a
 5 s busy timeout: readers run in parallel, writers take turns on the database's one write lock
 and each commit waits for the disk.
@@ -73,13 +78,14 @@ a big one they all reach the database at once: writers that find the lock taken 
 SQLite's busy handler and retry, and the threads holding connections compete for the cores.
 
 options:
-  --backend NAME          sqlite (default), postgres, redis or mysql (when built with libpq /
-                          hiredis / libmariadb; on Redis a read is a GET, a write a Lua script
-                          moving the amount)
+  --backend NAME          postgres, sqlite, redis or mysql (when built with libpq / hiredis /
+                          libmariadb; on Redis a read is a GET, a write a Lua script moving
+                          the amount); default: postgres where it can run, else sqlite
   --conninfo STR          sqlite: the database file (default OUT/lab.db; its tables
                           respool_lab_accounts and respool_lab_transfers are recreated);
-                          postgres: a libpq connection string (default: libpq's defaults and
-                          PG* environment; the same two tables are recreated); redis: HOST[:PORT]
+                          postgres: a libpq connection string (the same two tables are
+                          recreated; default: the lab starts a PostgreSQL server of its own,
+                          which needs initdb: Debian's postgresql); redis: HOST[:PORT]
                           or redis://HOST[:PORT][/DB] (default 127.0.0.1:6379); mysql: "host=H
                           port=P user=U password=S database=D" (the same two tables are
                           recreated; default: the lab starts a MariaDB server of its own in a
@@ -104,7 +110,8 @@ options:
   --help                  this text
   --version               respool's version
 
-exit status: 0 done, 1 the run failed (backend unreachable, output not writable), 2 bad usage.
+exit status: 0 done, 1 the run failed (backend unreachable, a server of its own that cannot
+start, output not writable), 2 bad usage.
 )";
 }
 

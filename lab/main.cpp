@@ -13,6 +13,7 @@
 #include <cstdio>
 #include <exception>
 #include <filesystem>
+#include <optional>
 #include <string>
 #include <system_error>
 #include <vector>
@@ -195,11 +196,37 @@ auto run_lab(const options& o, Workload&& w) -> int {
   return 0;
 }
 
+// No --backend: PostgreSQL on a server of its own, where it can run; else SQLite, saying why.
+auto run_default(options o) -> int {
+#if RESPOOL_LAB_WITH_POSTGRES
+  o.backend = "postgres";
+  std::optional<postgres_workload> pg;
+  try {
+    pg.emplace(o);
+  } catch (const server_unavailable& e) {
+    std::printf("respool-lab: %s\nrespool-lab: running the embedded SQLite workload instead "
+                "(--backend sqlite; install Debian's postgresql for the default)\n\n",
+                e.what());
+  }
+  if (pg) return run_lab(o, std::move(*pg));
+#else
+  std::printf("respool-lab: built without libpq (apt-get install libpq-dev, then reconfigure): "
+              "running the embedded SQLite workload\n\n");
+#endif
+  o.backend = "sqlite";
+  return run_lab(o, sqlite_workload(o));
+}
+
 auto run(const options& o) -> int {
+  if (o.backend == "auto") return run_default(o);
   if (o.backend == "sqlite") return run_lab(o, sqlite_workload(o));
   if (o.backend == "postgres") {
 #if RESPOOL_LAB_WITH_POSTGRES
-    return run_lab(o, postgres_workload(o));
+    try {
+      return run_lab(o, postgres_workload(o));
+    } catch (const server_unavailable& e) {
+      throw run_error(e.what());
+    }
 #else
     throw usage_error(
         "this respool-lab was built without PostgreSQL support (libpq was not found when it was "

@@ -1,15 +1,27 @@
 #pragma once
 // The lab's workload on PostgreSQL, through the example adapter examples/backends/postgres.hpp.
+// Without --conninfo the lab starts a PostgreSQL server of its own (as the integration tests do:
+// tests/integration/support/servers.hpp), durable like a real one, and removes it afterwards.
+#include <algorithm>
 #include <cstdint>
 #include <cstdlib>
+#include <memory>
 #include <stdexcept>
 #include <string>
 
 #include "backends/postgres.hpp"
 #include "cli.hpp"
 #include "format.hpp"
+#include "servers.hpp"
 
 namespace lab {
+
+/// A server of its own could not start (no PostgreSQL installed, initdb failed): the default
+/// run falls back to SQLite; an explicit --backend postgres fails with this.
+class server_unavailable : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
 
 class postgres_workload {
  public:
@@ -22,13 +34,25 @@ class postgres_workload {
     // A server that does not answer must not stall the lab: libpq's connect timeout applies
     // unless the connection string or the environment sets one.
     ::setenv("PGCONNECT_TIMEOUT", "5", 0);
+    if (!conninfo_.empty()) return;
+    // Room for the biggest pool and, with --unpooled, one connection per client at once.
+    const auto most = std::max(o.clients, o.sizes.empty() ? std::size_t{128} : o.sizes.back());
+    try {
+      server_ = std::make_unique<respool_it::postgres_server>(respool_it::postgres_server::options{
+          .max_connections = static_cast<int>(most + o.clients + 50),
+          .fsync = true});  // a commit waits for the disk, as on any real server
+    } catch (const std::exception& e) {
+      throw server_unavailable(std::string("cannot start a PostgreSQL server of its own: ") + e.what());
+    }
+    conninfo_ = server_->conninfo();
   }
 
   [[nodiscard]] auto name() const -> std::string { return "PostgreSQL"; }
   [[nodiscard]] auto describe() const -> std::string {
     std::string d = "PostgreSQL";
     if (!server_version_.empty()) d += " " + server_version_;
-    d += conninfo_.empty() ? " (libpq's defaults)" : " (" + masked_conninfo(conninfo_) + ")";
+    d += server_ ? " (its own server on 127.0.0.1:" + std::to_string(server_->port()) + ")"
+                 : " (" + masked_conninfo(conninfo_) + ")";
     return d + ", resetter: rollback only";
   }
   [[nodiscard]] auto make_factory() const -> factory_type { return factory_type{conninfo_}; }
@@ -90,6 +114,7 @@ class postgres_workload {
   }
 
  private:
+  std::unique_ptr<respool_it::postgres_server> server_;  // declared first, so destroyed last
   std::string conninfo_;
   std::int64_t accounts_;
   std::string server_version_;

@@ -2,8 +2,9 @@
 # Installs, with apt-get, the Debian 12 packages a job needs and the machine lacks.
 #   scripts/install-deps.sh test   compilers, Catch2, Meson, the libraries the benchmarks compare
 #                                  against, and the servers and clients of the integration tests
-#   scripts/install-deps.sh lab    what the lab needs (compiler, SQLite; libpq, hiredis and
-#                                  libmariadb are used when present)
+#   scripts/install-deps.sh lab    what the lab needs (compiler, SQLite, libpq and PostgreSQL's
+#                                  server for its default run; hiredis and libmariadb are used
+#                                  when present)
 set -euo pipefail
 
 job=${1:-test}
@@ -26,7 +27,8 @@ case "$job" in
     packages+=(postgresql redis-server redis-tools nginx libpq-dev libhiredis-dev prometheus
                mariadb-server libmariadb-dev sysbench pgbouncer)
     ;;
-  lab) packages=(g++ cmake ninja-build pkg-config libsqlite3-dev) ;;
+  # The lab runs on a PostgreSQL server of its own by default (SQLite without one).
+  lab) packages=(g++ cmake ninja-build pkg-config libsqlite3-dev libpq-dev postgresql) ;;
   *) echo "install-deps.sh: unknown job '$job' (expected: test or lab)" >&2; exit 2 ;;
 esac
 

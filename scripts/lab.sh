@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # The pool lab in one command, from a fresh Debian 12 machine: installs what is missing (a
-# compiler, CMake, Ninja, SQLite's headers), builds respool-lab in release mode in build/lab,
-# and runs it. With no arguments it sweeps pool sizes on an embedded SQLite database (about
-# two minutes in all) and says where the CSV and the SVG chart are (lab-results/).
+# compiler, CMake, Ninja, SQLite's and libpq's headers, PostgreSQL's server), builds respool-lab
+# in release mode in build/lab, and runs it. With no arguments it sweeps pool sizes on a
+# PostgreSQL server of its own (on 127.0.0.1, removed afterwards; the embedded SQLite database
+# when PostgreSQL cannot run) and says where the CSV and the SVG chart are (lab-results/).
 #
 #   bash scripts/lab.sh                                     the default sweep
 #   bash scripts/lab.sh --sizes 2,4,8 --duration 5          any respool-lab options
+#   bash scripts/lab.sh --backend sqlite                    the embedded database
 #   bash scripts/lab.sh --backend postgres --conninfo "host=127.0.0.1 dbname=app"
 #   bash scripts/lab.sh --backend mysql                     on a MariaDB server it starts itself
 #   bash scripts/lab.sh --help                              what it measures, every option

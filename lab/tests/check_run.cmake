@@ -1,12 +1,17 @@
 # Runs respool-lab and checks what it did:
 #   cmake -DLAB=<exe> -DARGS=<arguments separated by |> -DCODE=<exit code> -DEXPECT=<regex on stdout+stderr>
 #         [-DOUT=<dir>: the run must have written the CSV and the SVG there]
-#         [-DBACKEND=<name>: whose CSV and SVG (default sqlite)] -P check_run.cmake
+#         [-DBACKEND=<name>: whose CSV and SVG (default sqlite)]
+#         [-DLAB_ENV=<VAR=value>: set in the lab's environment] -P check_run.cmake
 if(DEFINED OUT AND NOT OUT STREQUAL "")
   file(REMOVE_RECURSE "${OUT}")
 endif()
 string(REPLACE "|" ";" ARGS "${ARGS}")
-execute_process(COMMAND "${LAB}" ${ARGS}
+set(env_prefix)
+if(DEFINED LAB_ENV AND NOT LAB_ENV STREQUAL "")
+  set(env_prefix "${CMAKE_COMMAND}" -E env "${LAB_ENV}")
+endif()
+execute_process(COMMAND ${env_prefix} "${LAB}" ${ARGS}
   RESULT_VARIABLE code OUTPUT_VARIABLE out ERROR_VARIABLE err TIMEOUT 100)
 string(JOIN " " shown ${ARGS})
 message("respool-lab ${shown}\n--- exit: ${code}\n--- stdout:\n${out}--- stderr:\n${err}")

@@ -478,6 +478,62 @@ TEST_CASE("co_await acquire_async through an executor resumes there", "[async][c
   CHECK(resumed_on == loop_thread);
 }
 
+TEST_CASE("acquire_async takes an executor callable as e(f), a stop token, and the default timeout", "[async][coroutine]") {
+  test_factory f;
+  respool::pool p{f, {.max_size = 1, .acquire_timeout = 5s}};
+  auto held = p.acquire();
+  // A callable executor: it keeps what it is given, the test runs it.
+  std::vector<std::function<void()>> posted;
+  std::mutex m;
+  const auto executor = [&](auto fn) {
+    std::lock_guard lk(m);
+    posted.emplace_back(std::move(fn));
+  };
+  std::atomic<int> got{0};
+  auto via_body = [&]() -> task {
+    auto l = co_await p.acquire_async(5s, executor);
+    got = l ? l->id : -1;
+  };
+  auto via = via_body();
+  held.return_to_pool();
+  CHECK(got == 0);  // not resumed on the returning thread: it was posted
+  std::function<void()> run;
+  {
+    std::lock_guard lk(m);
+    REQUIRE(posted.size() == 1);
+    run = std::move(posted.front());
+  }
+  run();
+  CHECK(got == 1);
+
+  // A stop token cancels a waiting coroutine; the ec form reports it without throwing.
+  auto again = p.acquire();
+  std::stop_source src;
+  std::error_code ec;
+  std::atomic<bool> done{false};
+  auto stopped_body = [&]() -> task {
+    auto l = co_await p.acquire_async(5s, src.get_token(), ec);
+    CHECK_FALSE(l);
+    done = true;
+  };
+  auto stopped = stopped_body();
+  CHECK_FALSE(done);
+  src.request_stop();
+  CHECK(done);
+  CHECK(ec == respool::errc::cancelled);
+
+  // No timeout given: options().acquire_timeout, and the throwing form.
+  std::atomic<bool> served{false};
+  auto plain_body = [&]() -> task {
+    auto l = co_await p.acquire_async();
+    served = static_cast<bool>(l);
+  };
+  auto plain = plain_body();
+  CHECK(p.stats().waiters == 1);
+  again.return_to_pool();
+  CHECK(served);
+}
+
 TEST_CASE("destroying a suspended coroutine takes its waiter out of the queue", "[async][coroutine]") {
   test_factory f;
   respool::pool p{f, {.max_size = 1}};
