@@ -17,10 +17,11 @@
 //
 // Where things are: this file has the class with its data, acquiring, returning, hand-offs,
 // retiring and closing; pool_control.hpp resizing, pausing and readiness; pool_waiting.hpp the
-// waiters' side; pool_creation.hpp the factory calls; pool_housekeeping.hpp the clock thread
-// and its pass; pool_workers.hpp the job queue and the background threads. The rules they apply are pure functions elsewhere:
-// creation_policy.hpp (how many creations, the breaker), pool_settings.hpp (the options, in
-// pool units), pool_time.hpp (saturating time on any clock).
+// blocked waiters' side; pool_async.hpp the asynchronous waiters' (deliveries, their timer);
+// pool_creation.hpp the factory calls; pool_housekeeping.hpp the clock thread and its pass;
+// pool_workers.hpp the job queue and the background threads. The rules they apply are pure
+// functions elsewhere: creation_policy.hpp (how many creations, the breaker), pool_settings.hpp
+// (the options, in pool units), pool_time.hpp (saturating time on any clock).
 //
 // Invariants (besides S1-S4 in slot_table.hpp and Q1-Q3 in waiter_queue.hpp):
 //  P1. live_ counts the slots that are not empty and creating_ the ones creating; both change
@@ -39,10 +40,11 @@
 //      that a barging one then beats costs more than it gives.
 //  P4. (Eventual fairness.) A return goes straight to the oldest waiter once that waiter has
 //      waited fairness_window and no such forced hand-off happened in the last window (in
-//      strict mode, always), or to a waiter that is spinning; otherwise it goes idle for
-//      whoever runs first, and a waiter is woken to try.
-//  P5. refs_ = 1 for the handle + 1 per live worker + 1 per orphaned lease + 1 per callback
-//      or destruction that runs on a caller's thread; the core deletes itself at 0. The
+//      strict mode, always), or to a waiter that is spinning or asynchronous (pool_async.hpp,
+//      A1); otherwise it goes idle for whoever runs first, and a waiter is woken to try.
+//  P5. refs_ = 1 for the handle + 1 per live worker + 1 per orphaned lease + 1 per callback,
+//      destruction, armed delivery_scope or delivery loop that runs on a caller's thread; the
+//      core deletes itself at 0. The
 //      handle's destruction waits for every returning slot, so no return is half-way through
 //      the pool's memory when the handle lets go.
 //  P6. (Gate.) While paused_ or live_ > max_size_, the control word's gate is up, and every
