@@ -198,6 +198,29 @@ TEST_CASE("with a manual clock and no housekeeper, run_maintenance times async w
   CHECK(!late.ec);
 }
 
+TEST_CASE("a handed-over resource that fails validation is replaced, the async waiter keeps its place", "[async]") {
+  test_factory f;
+  respool_test::flag_validator v;
+  respool::pool p{f, {.max_size = 1, .validate_after_idle = 0ms}, v};
+  auto held = p.acquire();
+  outcome first;
+  outcome second;
+  p.async_acquire(5s, first.handler());
+  p.async_acquire(5s, second.handler());
+  held->alive = false;  // broken while held: the hand-off's check fails
+  held.return_to_pool();
+  // The first waiter is back at its place, ahead of the second, and gets the replacement.
+  REQUIRE(eventually([&] { return first.done.load(); }));
+  CHECK(!first.ec);
+  CHECK(first.id == 2);
+  REQUIRE(eventually([&] { return second.done.load(); }));
+  CHECK(!second.ec);
+  CHECK(second.id == 2);
+  CHECK(p.stats().destroyed_by[static_cast<std::size_t>(respool::destroy_reason::failed_validation)] == 1);
+  CHECK(first.calls == 1);
+  CHECK(second.calls == 1);
+}
+
 TEST_CASE("close completes every async waiter with closed, once", "[async]") {
   test_factory f;
   respool::pool p{f, {.max_size = 1}};
