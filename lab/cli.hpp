@@ -28,7 +28,8 @@ struct options {
   std::string backend = "auto";      // auto: postgres on a server of its own, else sqlite
   std::string conninfo;              // empty: the backend's default
   std::vector<std::size_t> sizes;    // empty: the default sweep plus the recommended size
-  double duration_s = 8.0;           // measured seconds per pool size
+  double duration_s = 5.0;           // measured seconds per pool size and round
+  std::size_t rounds = 3;            // each size measured this often, sizes rotated per round
   double warmup_s = 1.0;             // unmeasured seconds before each measurement
   std::size_t clients = 200;
   unsigned write_percent = 20;
@@ -92,7 +93,10 @@ options:
                           temporary directory, which needs mariadbd: Debian's mariadb-server)
   --sizes LIST            comma-separated pool sizes (default 1,2,4,8,16,32,64,128 plus the
                           recommended size)
-  --duration SEC          measured seconds per pool size (default 8)
+  --duration SEC          measured seconds per pool size and round (default 5)
+  --rounds N              rounds (default 3): every size is measured once per round, the
+                          order rotated from one round to the next so that drift falls on all
+                          sizes alike; the table shows medians and their spread
   --warmup SEC            unmeasured seconds before each measurement (default 1)
   --clients N             client threads (default 200)
   --write-percent P       share of requests that write, 0-100 (default 20)
@@ -211,6 +215,9 @@ inline auto parse(int argc, char** argv) -> options {
       if (o.duration_s <= 0.0) throw usage_error("--duration must be more than 0 seconds");
     } else if (flag == "--warmup") {
       o.warmup_s = detail::parse_seconds(flag, next());
+    } else if (flag == "--rounds") {
+      o.rounds = detail::parse_integer<std::size_t>(flag, next());
+      if (o.rounds == 0 || o.rounds > 20) throw usage_error("--rounds must be between 1 and 20");
     } else if (flag == "--clients") {
       o.clients = detail::parse_integer<std::size_t>(flag, next());
       if (o.clients == 0 || o.clients > max_clients) {

@@ -69,6 +69,15 @@ void check_and_prepare(const options& o, Workload& w) {
   }
 }
 
+// Why a measured best far from cores * 2 + spindles may still be right.
+inline auto disagreement_reason(const std::string& backend) -> std::string {
+  if (backend == "SQLite")
+    return "SQLite lets one writer at a time (one write lock per database), so throughput hardly "
+           "depends on the pool size and only latency shows the cost of a big pool";
+  return "the recommendation counts this machine's cores; a server on another machine, a data "
+         "set in memory (--spindles 0) or requests that wait on something else move the knee";
+}
+
 template <class Workload>
 auto run_lab(const options& o, Workload&& w) -> int {
   std::error_code ec;
@@ -90,7 +99,7 @@ auto run_lab(const options& o, Workload&& w) -> int {
   const bool tty = isatty(STDOUT_FILENO) == 1;
   client_runner runner(o.use_thread_pool, o.clients);
   const progress out(tty);
-  const std::size_t steps = sizes.size() + (o.unpooled ? 1 : 0);
+  const std::size_t steps = o.rounds * (sizes.size() + (o.unpooled ? 1 : 0));
   const double estimate = static_cast<double>(steps) * (o.warmup_s + o.duration_s);
 
   std::printf("respool-lab %s: %s\n", respool::version_string, w.describe().c_str());
@@ -99,7 +108,8 @@ auto run_lab(const options& o, Workload&& w) -> int {
       runner.describe().c_str(), 100 - o.write_percent, o.write_percent,
       grouped(static_cast<double>(o.accounts)).c_str());
   for (std::size_t i = 0; i < sizes.size(); ++i) std::printf("%s%zu", i == 0 ? " " : ",", sizes[i]);
-  std::printf("%s; %s s warm-up + %s s each: about %s s\n", o.unpooled ? " and unpooled" : "",
+  std::printf("%s; %zu round%s, %s s warm-up + %s s each: about %s s\n",
+              o.unpooled ? " and unpooled" : "", o.rounds, o.rounds == 1 ? "" : "s",
               seconds(o.warmup_s).c_str(), seconds(o.duration_s).c_str(),
               fixed(estimate, 0).c_str());
   std::fflush(stdout);
@@ -112,6 +122,7 @@ auto run_lab(const options& o, Workload&& w) -> int {
   r.write_percent = o.write_percent;
   r.accounts = o.accounts;
   r.duration_s = o.duration_s;
+  r.rounds = o.rounds;
   r.warmup_s = o.warmup_s;
   r.acquire_timeout_ms = static_cast<long long>(o.acquire_timeout.count());
   r.cores = cores;
@@ -126,10 +137,20 @@ auto run_lab(const options& o, Workload&& w) -> int {
     std::snprintf(buf, sizeof buf, "[%zu/%zu] %-13s", step, steps, what.c_str());
     return std::string(buf);
   };
-  for (const std::size_t size : sizes) {
-    r.steps.push_back(run_pooled(o, w, size, label_for("pool size " + std::to_string(size)), runner, out));
+  // Round k measures the sizes starting from the k-th (rotated), so that a machine getting
+  // busier or quieter during the sweep shifts every size alike rather than the last ones.
+  std::vector<std::vector<step_result>> runs(sizes.size());
+  std::vector<step_result> unpooled_runs;
+  for (std::size_t round = 0; round < o.rounds; ++round) {
+    for (std::size_t k = 0; k < sizes.size(); ++k) {
+      const std::size_t i = (k + round) % sizes.size();
+      runs[i].push_back(
+          run_pooled(o, w, sizes[i], label_for("pool size " + std::to_string(sizes[i])), runner, out));
+    }
+    if (o.unpooled) unpooled_runs.push_back(run_unpooled(o, w, label_for("unpooled"), runner, out));
   }
-  if (o.unpooled) r.unpooled = run_unpooled(o, w, label_for("unpooled"), runner, out);
+  for (const auto& per_size : runs) r.steps.push_back(combine_rounds(per_size));
+  if (o.unpooled) r.unpooled = combine_rounds(unpooled_runs);
   const double wall = std::chrono::duration<double>(clock::now() - started).count();
 
   print_table(r);
@@ -137,21 +158,19 @@ auto run_lab(const options& o, Workload&& w) -> int {
               "spindle%s)\n",
               recommended, cores, o.spindles, o.spindles == 1 ? "" : "s");
   if (const step_result* best = r.best()) {
-    std::printf("measured best: %zu (%s req/s, p99 %s)", best->pool_size,
+    const step_result* top = r.highest();
+    std::printf("measured best: %zu (median %s req/s, p99 %s)", best->pool_size,
                 grouped(best->throughput).c_str(), milliseconds(best->p99_ms).c_str());
-    std::string close;
-    const step_result* smallest = nullptr;
-    for (const auto& s : r.steps) {
-      if (s.throughput >= 0.9 * best->throughput) {
-        close += (close.empty() ? "" : ", ") + std::to_string(s.pool_size);
-        if (smallest == nullptr) smallest = &s;
-      }
+    if (top != best) {
+      std::printf(": the smallest size within the noise of the highest median, %zu (%s req/s; "
+                  "their rounds' ranges overlap)",
+                  top->pool_size, grouped(top->throughput).c_str());
     }
-    std::printf("; within 10%% of it: %s\n", close.c_str());
-    if (smallest != nullptr && smallest != best) {
-      std::printf("smallest size within 10%% of the best: %zu (%s req/s, p99 %s)\n",
-                  smallest->pool_size, grouped(smallest->throughput).c_str(),
-                  milliseconds(smallest->p99_ms).c_str());
+    std::printf("\n");
+    if (best->pool_size > 2 * recommended || 2 * best->pool_size < recommended) {
+      std::printf("the measurement and the recommendation disagree (best %zu, recommended %zu): "
+                  "%s\n",
+                  best->pool_size, recommended, disagreement_reason(r.backend).c_str());
     }
     // Little's law with the shortest hold time measured: the time the work itself needs a
     // connection. At bigger sizes a connection is also held while its thread waits for a core,

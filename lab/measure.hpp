@@ -55,9 +55,51 @@ struct step_result {
   std::uint64_t timeouts = 0;
   std::uint64_t errors = 0;
   std::string first_error;
+  // Over the rounds (combine_rounds): the figures above are medians, requests, timeouts and
+  // errors sums; these are the lowest and highest throughput of one round.
+  std::size_t rounds = 1;
+  double throughput_min = 0;
+  double throughput_max = 0;
 
   [[nodiscard]] auto unpooled() const noexcept -> bool { return pool_size == 0; }
+  /// Half the range of the rounds' throughput over the median (0 for one round).
+  [[nodiscard]] auto spread() const noexcept -> double {
+    return throughput > 0 ? (throughput_max - throughput_min) / 2.0 / throughput : 0.0;
+  }
 };
+
+/// One size measured in several rounds: medians of each figure, sums of the counts, the range
+/// of throughput.
+inline auto combine_rounds(const std::vector<step_result>& runs) -> step_result {
+  if (runs.empty()) return {};
+  const auto median = [&](auto field) {
+    std::vector<double> v;
+    for (const auto& r : runs) v.push_back(field(r));
+    std::sort(v.begin(), v.end());
+    const auto n = v.size();
+    return n % 2 == 1 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2.0;
+  };
+  step_result c;
+  c.pool_size = runs.front().pool_size;
+  c.rounds = runs.size();
+  c.throughput = median([](const step_result& r) { return r.throughput; });
+  c.p50_ms = median([](const step_result& r) { return r.p50_ms; });
+  c.p99_ms = median([](const step_result& r) { return r.p99_ms; });
+  c.mean_wait_ms = median([](const step_result& r) { return r.mean_wait_ms; });
+  c.mean_hold_ms = median([](const step_result& r) { return r.mean_hold_ms; });
+  c.throughput_min = runs.front().throughput;
+  c.throughput_max = runs.front().throughput;
+  for (const auto& r : runs) {
+    c.seconds += r.seconds;
+    c.requests += r.requests;
+    c.timeouts += r.timeouts;
+    c.errors += r.errors;
+    if (c.first_error.empty()) c.first_error = r.first_error;
+    c.throughput_min = std::min(c.throughput_min, r.throughput);
+    c.throughput_max = std::max(c.throughput_max, r.throughput);
+  }
+  return c;
+}
 
 /// The q-quantile (nearest rank) of `v`, reordering it.
 inline auto quantile_ms(std::vector<std::uint32_t>& v, double q) -> double {

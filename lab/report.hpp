@@ -26,6 +26,7 @@ struct report {
   unsigned write_percent = 0;
   std::int64_t accounts = 0;
   double duration_s = 0;
+  std::size_t rounds = 1;
   double warmup_s = 0;
   long long acquire_timeout_ms = 0;
   std::size_t cores = 0;
@@ -34,13 +35,24 @@ struct report {
   std::vector<step_result> steps;        // pooled, by pool size
   std::optional<step_result> unpooled;
 
-  /// The pooled step with the highest throughput (the smaller size on a tie), if any served.
-  [[nodiscard]] auto best() const -> const step_result* {
+  /// The pooled step with the highest median throughput (the smaller size on a tie), if any
+  /// served.
+  [[nodiscard]] auto highest() const -> const step_result* {
     const step_result* b = nullptr;
     for (const auto& s : steps) {
       if (s.requests > 0 && (b == nullptr || s.throughput > b->throughput)) b = &s;
     }
     return b;
+  }
+  /// The best size: the smallest whose throughput is within the measured noise of the highest
+  /// median (the two sizes' ranges over the rounds overlap). With one round, the highest.
+  [[nodiscard]] auto best() const -> const step_result* {
+    const step_result* top = highest();
+    if (top == nullptr) return nullptr;
+    for (const auto& s : steps) {
+      if (s.requests > 0 && s.throughput_max >= top->throughput_min) return &s;
+    }
+    return top;
   }
 };
 
@@ -49,15 +61,20 @@ struct report {
 
 inline void print_table(const report& r) {
   const step_result* best = r.best();
-  std::printf("\n%11s %13s %13s %13s %13s %10s %8s\n", "pool size", "throughput", "p50 latency",
-              "p99 latency", "mean wait", "timeouts", "errors");
+  std::printf("\n%s\n", r.rounds > 1 ? ("medians of " + std::to_string(r.rounds) +
+                                          " rounds; spread: half the range of throughput")
+                                             .c_str()
+                                       : "one round");
+  std::printf("%11s %13s %8s %13s %13s %13s %10s %8s\n", "pool size", "throughput", "spread",
+              "p50 latency", "p99 latency", "mean wait", "timeouts", "errors");
   auto row = [&](const step_result& s) {
     std::string note;
     if (best == &s) note += "  <- best";
     if (!s.unpooled() && s.pool_size == r.recommended) note += "  <- recommended";
     const std::string size = s.unpooled() ? "unpooled" : std::to_string(s.pool_size);
-    std::printf("%11s %11s/s %13s %13s %13s %10llu %8llu%s\n", size.c_str(),
-                grouped(s.throughput).c_str(), milliseconds(s.p50_ms).c_str(),
+    std::printf("%11s %11s/s %7s%% %13s %13s %13s %10llu %8llu%s\n", size.c_str(),
+                grouped(s.throughput).c_str(), fixed(100.0 * s.spread(), 1).c_str(),
+                milliseconds(s.p50_ms).c_str(),
                 milliseconds(s.p99_ms).c_str(), milliseconds(s.mean_wait_ms).c_str(),
                 static_cast<unsigned long long>(s.timeouts),
                 static_cast<unsigned long long>(s.errors), note.c_str());
@@ -87,11 +104,13 @@ inline void print_table(const report& r) {
 inline void write_csv(const std::filesystem::path& path, const report& r) {
   std::ofstream f(path);
   if (!f) throw std::runtime_error("cannot write " + path.string());
-  f << "pool_size,throughput_rps,p50_ms,p99_ms,mean_wait_ms,timeouts,errors,requests\n";
+  f << "pool_size,throughput_rps,p50_ms,p99_ms,mean_wait_ms,timeouts,errors,requests,"
+       "throughput_min_rps,throughput_max_rps,rounds\n";
   auto row = [&](const step_result& s) {
     f << (s.unpooled() ? std::string("unpooled") : std::to_string(s.pool_size)) << ','
       << fixed(s.throughput, 1) << ',' << fixed(s.p50_ms, 3) << ',' << fixed(s.p99_ms, 3) << ','
       << fixed(s.mean_wait_ms, 3) << ',' << s.timeouts << ',' << s.errors << ',' << s.requests
+      << ',' << fixed(s.throughput_min, 1) << ',' << fixed(s.throughput_max, 1) << ',' << s.rounds
       << '\n';
   };
   for (const auto& s : r.steps) row(s);
@@ -219,7 +238,7 @@ inline void write_svg(const std::filesystem::path& path, const report& r) {
 
   double max_rps = 0, min_p99 = 0, max_p99 = 0;
   for (const auto* p : points) {
-    max_rps = std::max(max_rps, p->throughput);
+    max_rps = std::max({max_rps, p->throughput, p->throughput_max});
     if (p->p99_ms > 0) {
       min_p99 = min_p99 == 0 ? p->p99_ms : std::min(min_p99, p->p99_ms);
       max_p99 = std::max(max_p99, p->p99_ms);
@@ -243,8 +262,12 @@ inline void write_svg(const std::filesystem::path& path, const report& r) {
   o << R"(<text x=")" << width / 2 << R"(" y="58" text-anchor="middle" fill="#444">)"
     << escape("throughput and p99 latency against pool size; " +
               std::to_string(100 - r.write_percent) + "% reads / " +
-              std::to_string(r.write_percent) + "% writes; " + seconds(r.duration_s) +
-              " s per size; " + std::to_string(r.cores) + " cores")
+              std::to_string(r.write_percent) + "% writes; " +
+              (r.rounds > 1 ? "medians of " + std::to_string(r.rounds) +
+                                  " rounds (band: their range), "
+                            : std::string()) +
+              seconds(r.duration_s) + " s per size and round; " + std::to_string(r.cores) +
+              " cores")
     << "</text>\n";
 
   // Legend.
@@ -332,6 +355,16 @@ inline void write_svg(const std::filesystem::path& path, const report& r) {
       << "</text>\n";
   }
 
+  // The rounds' range of throughput, behind the median curve.
+  if (r.rounds > 1) {
+    o << R"(<polygon fill=")" << blue << R"(" fill-opacity="0.15" stroke="none" points=")";
+    for (const auto* p : points)
+      o << num(x_at(static_cast<double>(p->pool_size))) << ',' << num(y_rps.at(p->throughput_max)) << ' ';
+    for (auto it = points.rbegin(); it != points.rend(); ++it)
+      o << num(x_at(static_cast<double>((*it)->pool_size))) << ',' << num(y_rps.at((*it)->throughput_min)) << ' ';
+    o << R"("/>)" << '\n';
+  }
+
   // The two curves.
   auto polyline = [&](const std::string& colour, const char* dash, auto y_of, auto keep) {
     o << R"(<polyline fill="none" stroke=")" << colour << R"(" stroke-width="2.5")";
@@ -386,7 +419,8 @@ inline void write_svg(const std::filesystem::path& path, const report& r) {
     << escape(std::to_string(r.clients) + " clients on " + r.clients_on + ", " +
               grouped(static_cast<double>(r.accounts)) + " accounts, fixed-size pools, " +
               seconds(r.warmup_s) + " s warm-up + " + seconds(r.duration_s) +
-              " s measured per size, acquire timeout " +
+              " s measured per size and round, " + std::to_string(r.rounds) +
+              (r.rounds == 1 ? " round" : " rounds (sizes rotated)") + ", acquire timeout " +
               std::to_string(r.acquire_timeout_ms) + " ms")
     << "</text>\n";
   o << "</svg>\n";
