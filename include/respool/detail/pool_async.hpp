@@ -16,7 +16,9 @@
 //      thread has a delivery_scope armed (a return, a worker's creation, a cancel, close()),
 //      else on a worker (the housekeeper never runs user code). A completion that returns a
 //      lease or asks again queues deliveries that the loop already running on this thread
-//      delivers after it: the stack does not grow with the number of waiters served.
+//      delivers after it: the stack does not grow with the number of waiters served. A loop
+//      runs at most delivery_batch completions, then leaves the rest to a worker, so a chain of
+//      completions that keep asking again cannot hold a returning thread for good.
 //  A4. A resource handed to it is checked (validated if due) by whoever delivers it, as a
 //      blocked thread checks its own; one that fails puts the waiter back at its place (Q2).
 #include "pool_core.hpp"
@@ -132,9 +134,16 @@ void pool_core<F, V, S, Clock>::deliver_pending() noexcept {
   if (deliveries_waiting_.load(std::memory_order_relaxed) == 0 || tls_delivering_for == this) return;
   const void* outer = std::exchange(tls_delivering_for, this);
   refs_.fetch_add(1, std::memory_order_relaxed);
-  for (;;) {
+  for (std::size_t delivered = 0;; ++delivered) {
     test_hooks::fire(test_hooks::point::before_delivery);
     std::unique_lock lk(mutex_);
+    // A thread that only returned a lease must not be kept: completions that keep asking again
+    // (each served by the one before) would hold it for as long as they go on. After a batch the
+    // rest go to a worker, which does the same.
+    if (delivered == delivery_batch) {
+      if (!deliveries_.empty()) post_locked(deliver_job());
+      break;
+    }
     async_waiter* w = deliveries_.pop_front();
     if (w == nullptr) break;
     deliveries_waiting_.fetch_sub(1, std::memory_order_relaxed);

@@ -1131,6 +1131,7 @@ class pool_core final : public lease_home<resource_t<F>> {
     bool armed_;
     const void* prev_ = nullptr;
   };
+  static constexpr std::size_t delivery_batch = 64;  // completions per delivery loop (A3)
   static inline thread_local const void* tls_drain_armed = nullptr;     // delivery_scope
   static inline thread_local const void* tls_delivering_for = nullptr;  // deliver_pending()
   RESPOOL_DETAIL_COLD auto cancelled(failure_slot* fail) -> lease<R>;
