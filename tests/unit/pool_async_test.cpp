@@ -33,6 +33,10 @@ using respool_test::test_factory;
 using steady = std::chrono::steady_clock;
 using lease_t = respool::lease<resource>;
 
+// Coroutines here are lambdas kept in a named variable (`auto x_body = [&]() -> task {...};
+// auto x = x_body();`): a coroutine's frame refers to the closure's captures, so the closure
+// must outlive the frame, which a temporary would not.
+
 namespace {
 
 // What one handler call saw.
@@ -133,7 +137,6 @@ TEST_CASE("an async_acquire times out by the pool's timer, counted and worded as
   // The awaitable's exception carries the same message a blocking acquire's does.
   std::string async_text;
   std::atomic<bool> finished{false};
-  // A named closure: the coroutine's frame refers to its captures, so it must outlive it.
   auto t_body = [&]() -> task {
     try {
       auto l = co_await p.acquire_async(30ms);
@@ -408,7 +411,6 @@ TEST_CASE("co_await acquire_async resumes on the thread that served it", "[async
   { auto warm = p.acquire(); }  // idle now
   std::thread::id resumed_on;
   std::atomic<int> got{0};
-  // A named closure: the coroutine's frame refers to its captures, so it must outlive it.
   auto at_once_body = [&]() -> task {
     auto l = co_await p.acquire_async(1s);
     got = l->id;
@@ -421,7 +423,6 @@ TEST_CASE("co_await acquire_async resumes on the thread that served it", "[async
   auto held = p.acquire();
   std::error_code ec = respool::errc::closed;
   std::atomic<bool> done{false};
-  // A named closure: the coroutine's frame refers to its captures, so it must outlive it.
   auto later_body = [&]() -> task {
     auto l = co_await p.acquire_async(5s, ec);
     got = l ? l->id : -1;
@@ -486,7 +487,6 @@ TEST_CASE("co_await acquire_async through an executor resumes there", "[async][c
   auto held = p.acquire();
   std::thread::id resumed_on;
   std::atomic<bool> done{false};
-  // A named closure: the coroutine's frame refers to its captures, so it must outlive it.
   auto t_body = [&]() -> task {
     auto l = co_await p.acquire_async(5s, executor{&ex});
     CHECK(l);
@@ -557,31 +557,36 @@ TEST_CASE("acquire_async takes an executor callable as e(f), a stop token, and t
   CHECK(served);
 }
 
-TEST_CASE("destroying a suspended coroutine takes its waiter out of the queue", "[async][coroutine]") {
+namespace {
+// A pool of one, its resource held, and two coroutines waiting for it: x first, then y.
+struct two_waiting_coroutines {
   test_factory f;
-  respool::pool p{f, {.max_size = 1}};
-  auto held = p.acquire();
+  respool::pool<test_factory> p{f, {.max_size = 1}};
+  lease_t held = p.acquire();
   std::atomic<bool> x_resumed{false};
   std::atomic<int> y_got{0};
-  // A named closure: the coroutine's frame refers to its captures, so it must outlive it.
-  auto x_body = [&]() -> task {
+  std::function<task()> x_body = [this]() -> task {
     auto l = co_await p.acquire_async(5s);
     x_resumed = true;
   };
-  auto x = x_body();
-  // A named closure: the coroutine's frame refers to its captures, so it must outlive it.
-  auto y_body = [&]() -> task {
+  std::function<task()> y_body = [this]() -> task {
     auto l = co_await p.acquire_async(5s);
     y_got = l->id;
   };
-  auto y = y_body();
-  CHECK(p.stats().waiters == 2);
-  x.reset();  // destroyed while suspended
-  CHECK(p.stats().waiters == 1);
-  held.return_to_pool();
-  CHECK(y_got == 1);
-  CHECK_FALSE(x_resumed);
-  CHECK(p.stats().in_use == 0);
+  task x = x_body();
+  task y = y_body();
+};
+}  // namespace
+
+TEST_CASE("destroying a suspended coroutine takes its waiter out of the queue", "[async][coroutine]") {
+  two_waiting_coroutines t;
+  CHECK(t.p.stats().waiters == 2);
+  t.x.reset();  // destroyed while suspended
+  CHECK(t.p.stats().waiters == 1);
+  t.held.return_to_pool();
+  CHECK(t.y_got == 1);
+  CHECK_FALSE(t.x_resumed);
+  CHECK(t.p.stats().in_use == 0);
 }
 
 namespace {
@@ -595,32 +600,16 @@ void run_on_delivery(respool::detail::test_hooks::point pt) noexcept {
 TEST_CASE("a coroutine destroyed while its resource is on the way passes it on", "[async][coroutine]") {
   // Forced interleaving: the return hands the resource to X and queues X's completion; before
   // it runs, X's frame is destroyed. The resource must go to Y, not vanish.
-  test_factory f;
-  respool::pool p{f, {.max_size = 1}};
-  auto held = p.acquire();
-  std::atomic<bool> x_resumed{false};
-  std::atomic<int> y_got{0};
-  // A named closure: the coroutine's frame refers to its captures, so it must outlive it.
-  auto x_body = [&]() -> task {
-    auto l = co_await p.acquire_async(5s);
-    x_resumed = true;
-  };
-  auto x = x_body();
-  // A named closure: the coroutine's frame refers to its captures, so it must outlive it.
-  auto y_body = [&]() -> task {
-    auto l = co_await p.acquire_async(5s);
-    y_got = l->id;
-  };
-  auto y = y_body();
-  std::function<void()> destroy_x = [&] { x.reset(); };
+  two_waiting_coroutines t;
+  std::function<void()> destroy_x = [&] { t.x.reset(); };
   on_delivery = &destroy_x;
   respool::detail::test_hooks::set(&run_on_delivery);
-  held.return_to_pool();
+  t.held.return_to_pool();
   respool::detail::test_hooks::set(nullptr);
   CHECK(on_delivery.load() == nullptr);  // the hook ran
-  CHECK_FALSE(x_resumed);
-  CHECK(y_got == 1);
-  const auto st = p.stats();
+  CHECK_FALSE(t.x_resumed);
+  CHECK(t.y_got == 1);
+  const auto st = t.p.stats();
   CHECK(st.in_use == 0);
   CHECK(st.idle == 1);
   CHECK(st.waiters == 0);
