@@ -38,11 +38,7 @@ struct conn {
 };
 
 auto proxy_port(const respool_it::fs::path& log) -> std::optional<int> {
-  constexpr std::string_view prefix = "listening on ";
-  const auto text = respool_it::file_tail(log);
-  const auto at = text.find(prefix);
-  if (at == std::string::npos || text.find('\n', at) == std::string::npos) return std::nullopt;
-  return std::atoi(text.c_str() + at + prefix.size());
+  return respool_it::port_in_log(log, "listening on ");
 }
 
 void raise_descriptor_limit() {

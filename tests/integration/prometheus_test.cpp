@@ -44,11 +44,7 @@ auto seconds_since(respool_it::steady::time_point t) -> double {
 
 /// The example's port, from its first line ("metrics: http://127.0.0.1:<port>/metrics").
 auto example_port(const respool_it::fs::path& log) -> std::optional<int> {
-  constexpr std::string_view prefix = "metrics: http://127.0.0.1:";
-  const auto text = respool_it::file_tail(log);
-  const auto at = text.find(prefix);
-  if (at == std::string::npos || text.find('\n', at) == std::string::npos) return std::nullopt;
-  return std::atoi(text.c_str() + at + prefix.size());
+  return respool_it::port_in_log(log, "metrics: http://127.0.0.1:");
 }
 
 class prometheus_api {

@@ -99,6 +99,15 @@ inline auto file_tail(const fs::path& p, std::size_t max = 2000) -> std::string 
   return text.size() > max ? "..." + text.substr(text.size() - max) : text;
 }
 
+/// The port a program we started printed after `prefix` on a complete line of its log
+/// ("listening on 8080\n"), or nullopt while it has not.
+inline auto port_in_log(const fs::path& log, std::string_view prefix) -> std::optional<int> {
+  const auto text = file_tail(log);
+  const auto at = text.find(prefix);
+  if (at == std::string::npos || text.find('\n', at) == std::string::npos) return std::nullopt;
+  return std::atoi(text.c_str() + at + prefix.size());
+}
+
 /// Finds `name` in PATH, then in the sbin directories PATH often lacks.
 inline auto find_program(const std::string& name) -> std::optional<fs::path> {
   std::vector<std::string> dirs;
