@@ -28,6 +28,13 @@ struct waiter_link {
   bool pending = false;  // in a delivery_list (Q4)
 };
 
+// Takes `l` out of the doubly linked list from `head` to `tail` (both lists below use it).
+inline void unlink(waiter_link& l, waiter_link*& head, waiter_link*& tail) noexcept {
+  (l.prev != nullptr ? l.prev->next : head) = l.next;
+  (l.next != nullptr ? l.next->prev : tail) = l.prev;
+  l.next = l.prev = nullptr;
+}
+
 template <class W>
 class waiter_queue {
  public:
@@ -51,9 +58,7 @@ class waiter_queue {
 
   void remove(W& w) noexcept {
     if (!w.queued) return;
-    (w.prev != nullptr ? w.prev->next : head_) = w.next;
-    (w.next != nullptr ? w.next->prev : tail_) = w.prev;
-    w.next = w.prev = nullptr;
+    unlink(w, head_, tail_);
     w.queued = false;
     --size_;
   }
@@ -105,9 +110,7 @@ class delivery_list {
 
   void remove(W& w) noexcept {
     if (!w.pending) return;
-    (w.prev != nullptr ? w.prev->next : head_) = w.next;
-    (w.next != nullptr ? w.next->prev : tail_) = w.prev;
-    w.next = w.prev = nullptr;
+    unlink(w, head_, tail_);
     w.pending = false;
   }
 
