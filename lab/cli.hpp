@@ -38,6 +38,8 @@ struct options {
   std::size_t spindles = 1;          // effective spindles for respool::sizing's recommendation
   std::string synchronous = "FULL";  // SQLite: FULL (each commit waits for the disk), NORMAL, OFF
   bool unpooled = false;
+  bool adaptive = true;              // also run a pool with pool_options::adaptive
+  bool thread_pool_burst = false;    // --thread-pool: the thread pool's IO burst instead
   bool use_thread_pool = false;
   bool help = false;
   bool version = false;
@@ -109,8 +111,15 @@ options:
                           lost on a power cut) or OFF
   --unpooled              also run the connection-per-request baseline (no pool: each request
                           opens and closes its own connection)
+  --no-adaptive           skip the adaptive pool (by default each round ends with a pool of
+                          max_size 128 with pool_options::adaptive, starting at a limit of 1,
+                          keeping what it learnt between rounds; the lab compares it with the
+                          best fixed size and draws its limit over time)
+  --thread-pool           instead of the sweep: respool::thread_pool's IO burst (1,000 tasks
+                          of 2 ms, core 2, max 64, queue 1,000) with growth threads_first and
+                          queue_first, tasks completed over time (a CSV and an SVG)
   --use-thread-pool       run the clients on a respool::thread_pool instead of std::threads
-  --out DIR               where the CSV and the SVG go (default lab-results)
+  --out DIR               where the CSVs and the SVGs go (default lab-results)
   --help                  this text
   --version               respool's version
 
@@ -248,6 +257,12 @@ inline auto parse(int argc, char** argv) -> options {
     } else if (flag == "--unpooled") {
       no_value();
       o.unpooled = true;
+    } else if (flag == "--no-adaptive") {
+      no_value();
+      o.adaptive = false;
+    } else if (flag == "--thread-pool") {
+      no_value();
+      o.thread_pool_burst = true;
     } else if (flag == "--use-thread-pool") {
       no_value();
       o.use_thread_pool = true;

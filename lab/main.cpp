@@ -16,13 +16,16 @@
 #include <optional>
 #include <string>
 #include <system_error>
+#include <type_traits>
 #include <vector>
 
+#include "adaptive.hpp"
 #include "cli.hpp"
 #include "format.hpp"
 #include "measure.hpp"
 #include "report.hpp"
 #include "runner.hpp"
+#include "thread_pool_burst.hpp"
 #include "workload_sqlite.hpp"
 #if RESPOOL_LAB_WITH_POSTGRES
 #include "workload_postgres.hpp"
@@ -99,7 +102,8 @@ auto run_lab(const options& o, Workload&& w) -> int {
   const bool tty = isatty(STDOUT_FILENO) == 1;
   client_runner runner(o.use_thread_pool, o.clients);
   const progress out(tty);
-  const std::size_t steps = o.rounds * (sizes.size() + (o.unpooled ? 1 : 0));
+  const std::size_t steps =
+      o.rounds * (sizes.size() + (o.unpooled ? 1 : 0) + (o.adaptive ? 1 : 0));
   const double estimate = static_cast<double>(steps) * (o.warmup_s + o.duration_s);
 
   std::printf("respool-lab %s: %s\n", respool::version_string, w.describe().c_str());
@@ -108,8 +112,9 @@ auto run_lab(const options& o, Workload&& w) -> int {
       runner.describe().c_str(), 100 - o.write_percent, o.write_percent,
       grouped(static_cast<double>(o.accounts)).c_str());
   for (std::size_t i = 0; i < sizes.size(); ++i) std::printf("%s%zu", i == 0 ? " " : ",", sizes[i]);
-  std::printf("%s; %zu round%s, %s s warm-up + %s s each: about %s s\n",
-              o.unpooled ? " and unpooled" : "", o.rounds, o.rounds == 1 ? "" : "s",
+  std::printf("%s%s; %zu round%s, %s s warm-up + %s s each: about %s s\n",
+              o.unpooled ? " and unpooled" : "",
+              o.adaptive ? " and adaptive (max 128)" : "", o.rounds, o.rounds == 1 ? "" : "s",
               seconds(o.warmup_s).c_str(), seconds(o.duration_s).c_str(),
               fixed(estimate, 0).c_str());
   std::fflush(stdout);
@@ -141,6 +146,8 @@ auto run_lab(const options& o, Workload&& w) -> int {
   // busier or quieter during the sweep shifts every size alike rather than the last ones.
   std::vector<std::vector<step_result>> runs(sizes.size());
   std::vector<step_result> unpooled_runs;
+  std::optional<adaptive_run<std::decay_t<Workload>>> adaptive;
+  if (o.adaptive) adaptive.emplace(o, w);
   for (std::size_t round = 0; round < o.rounds; ++round) {
     for (std::size_t k = 0; k < sizes.size(); ++k) {
       const std::size_t i = (k + round) % sizes.size();
@@ -148,7 +155,10 @@ auto run_lab(const options& o, Workload&& w) -> int {
           run_pooled(o, w, sizes[i], label_for("pool size " + std::to_string(sizes[i])), runner, out));
     }
     if (o.unpooled) unpooled_runs.push_back(run_unpooled(o, w, label_for("unpooled"), runner, out));
+    if (adaptive) adaptive->run_turn(label_for("adaptive"), runner, out);
   }
+  std::optional<adaptive_report> adaptive_result;
+  if (adaptive) adaptive_result = adaptive->finish();
   for (const auto& per_size : runs) r.steps.push_back(combine_rounds(per_size));
   if (o.unpooled) r.unpooled = combine_rounds(unpooled_runs);
   const double wall = std::chrono::duration<double>(clock::now() - started).count();
@@ -195,18 +205,28 @@ auto run_lab(const options& o, Workload&& w) -> int {
       std::printf("pooled at the best size vs a connection per request: %.1fx the throughput\n",
                   best->throughput / r.unpooled->throughput);
     }
+    if (adaptive_result) print_adaptive(*adaptive_result, *best);
   }
 
   const auto csv = o.out / ("pool-lab-" + o.backend + ".csv");
   const auto chart = o.out / ("pool-lab-" + o.backend + ".svg");
+  const auto adaptive_csv = o.out / ("pool-lab-" + o.backend + "-adaptive.csv");
+  const auto adaptive_chart = o.out / ("pool-lab-" + o.backend + "-adaptive.svg");
   try {
     write_csv(csv, r);
     write_svg(chart, r);
+    if (adaptive_result && r.best() != nullptr) {
+      write_adaptive_csv(adaptive_csv, *adaptive_result);
+      write_adaptive_svg(adaptive_chart, *adaptive_result, r, r.best()->pool_size);
+    }
   } catch (const std::exception& e) {
     throw run_error(e.what());
   }
   std::printf("\nswept in %.0f s\nCSV:   %s\nchart: %s\n", wall, csv.string().c_str(),
               chart.string().c_str());
+  if (adaptive_result && r.best() != nullptr)
+    std::printf("adaptive pool's limit: %s, %s\n", adaptive_csv.string().c_str(),
+                adaptive_chart.string().c_str());
 
   if (r.best() == nullptr) {
     std::fprintf(stderr, "respool-lab: no request succeeded at any pool size (see the errors above)\n");
@@ -237,6 +257,13 @@ auto run_default(options o) -> int {
 }
 
 auto run(const options& o) -> int {
+  if (o.thread_pool_burst) {
+    try {
+      return run_thread_pool_lab(o.out);
+    } catch (const std::exception& e) {  // output not writable, a burst that never finished
+      throw run_error(e.what());
+    }
+  }
   if (o.backend == "auto") return run_default(o);
   if (o.backend == "sqlite") return run_lab(o, sqlite_workload(o));
   if (o.backend == "postgres") {

@@ -229,50 +229,56 @@ auto measure_step(const options& o, std::size_t pool_size, const std::string& la
   return r;
 }
 
+/// One request through `pool`, for measure_step: acquire, run the workload's request, return.
+template <class Workload, class Pool>
+auto pooled_request(Pool& pool, const options& o) {
+  return [&pool, &o](client_record& rec, rng& random, bool measuring) -> bool {
+    const auto t0 = clock::now();
+    typename Pool::lease_type conn;
+    try {
+      conn = pool.acquire();
+    } catch (const respool::error& e) {
+      if (!measuring) return e.code() == respool::errc::timeout;
+      if (e.code() == respool::errc::timeout) {
+        ++rec.timeouts;
+        return true;
+      }
+      rec.error(e.what());
+      return false;
+    }
+    const auto t1 = clock::now();
+    try {
+      run_request<Workload>(*conn, random, o);
+    } catch (const std::exception& e) {
+      conn.return_to_pool();  // the resetter rolls back what the request left open
+      if (measuring) rec.error(e.what());
+      return true;
+    }
+    conn.return_to_pool();
+    const auto t2 = clock::now();
+    if (measuring) rec.record(t1 - t0, t2 - t0);
+    return true;
+  };
+}
+
+template <class Workload>
+using pool_for = respool::pool<typename Workload::factory_type, typename Workload::validator_type,
+                               typename Workload::resetter_type>;
+
 /// One pool size: a fixed-size pool (min_idle = max_size, all connections opened before the
 /// warm-up), shared by every client.
 template <class Workload>
 auto run_pooled(const options& o, const Workload& w, std::size_t size, const std::string& label,
                 client_runner& runner, const progress& out) -> step_result {
-  using pool_type = respool::pool<typename Workload::factory_type, typename Workload::validator_type,
-                                  typename Workload::resetter_type>;
-  pool_type pool{w.make_factory(),
-                 respool::pool_options{.max_size = size,
-                                       .min_idle = size,
-                                       .acquire_timeout = o.acquire_timeout,
-                                       .idle_timeout = std::chrono::milliseconds::zero(),
-                                       .max_lifetime = std::chrono::milliseconds::zero(),
-                                       .name = "lab-" + std::to_string(size)},
-                 w.make_validator(), w.make_resetter()};
-  return measure_step(
-      o, size, label, runner, out,
-      [&pool, &o](client_record& rec, rng& random, bool measuring) -> bool {
-        const auto t0 = clock::now();
-        typename pool_type::lease_type conn;
-        try {
-          conn = pool.acquire();
-        } catch (const respool::error& e) {
-          if (!measuring) return e.code() == respool::errc::timeout;
-          if (e.code() == respool::errc::timeout) {
-            ++rec.timeouts;
-            return true;
-          }
-          rec.error(e.what());
-          return false;
-        }
-        const auto t1 = clock::now();
-        try {
-          run_request<Workload>(*conn, random, o);
-        } catch (const std::exception& e) {
-          conn.return_to_pool();  // the resetter rolls back what the request left open
-          if (measuring) rec.error(e.what());
-          return true;
-        }
-        conn.return_to_pool();
-        const auto t2 = clock::now();
-        if (measuring) rec.record(t1 - t0, t2 - t0);
-        return true;
-      });
+  pool_for<Workload> pool{w.make_factory(),
+                          respool::pool_options{.max_size = size,
+                                                .min_idle = size,
+                                                .acquire_timeout = o.acquire_timeout,
+                                                .idle_timeout = std::chrono::milliseconds::zero(),
+                                                .max_lifetime = std::chrono::milliseconds::zero(),
+                                                .name = "lab-" + std::to_string(size)},
+                          w.make_validator(), w.make_resetter()};
+  return measure_step(o, size, label, runner, out, pooled_request<Workload>(pool, o));
 }
 
 /// The baseline without a pool: every request opens its own connection and closes it after.

@@ -11,6 +11,7 @@
  * ```
  */
 #include <chrono>
+#include <cstddef>
 #include <cstdint>
 #include <exception>
 #include <string_view>
@@ -29,7 +30,8 @@ enum class destroy_reason : std::uint8_t {
   discarded,          ///< the holder called `lease::discard()`
   evicted,            ///< `evict_all()`
   closed,             ///< the pool was closed
-  resized,            ///< `set_max_size()` lowered the limit below what was live
+  resized,            ///< `set_max_size()` or `pool_options::adaptive` lowered the limit
+                      ///< below what was live
   unwound,            ///< its lease was destroyed by an exception unwinding the stack, with
                       ///< `on_unwind = discard` (with `validate`, a failed check after one is
                       ///< `failed_validation`)
@@ -69,6 +71,8 @@ enum class event_kind : std::uint8_t {
                     ///< `where` is the lease it holds, `acquiring` the new call, `message` both
   handler_threw,    ///< an `async_acquire` completion handler threw; `error` holds it (the
                     ///< pool goes on: it runs on whatever thread served it)
+  limit_changed,    ///< `pool_options::adaptive` moved the limit from `previous_limit` to
+                    ///< `limit`; `message` says what it measured
 };
 
 [[nodiscard]] constexpr auto to_string(event_kind k) noexcept -> std::string_view {
@@ -81,6 +85,7 @@ enum class event_kind : std::uint8_t {
     case event_kind::leak_returned: return "leak_returned";
     case event_kind::nested_acquire: return "nested_acquire";
     case event_kind::handler_threw: return "handler_threw";
+    case event_kind::limit_changed: return "limit_changed";
   }
   return "unknown";
 }
@@ -102,6 +107,8 @@ struct pool_event {
   acquire_site where;                    ///< for the leak events and `nested_acquire`: where
                                          ///< the lease was acquired
   acquire_site acquiring;                ///< for `nested_acquire`: the acquire that nests
+  std::size_t limit = 0;                 ///< for `limit_changed`: the new limit
+  std::size_t previous_limit = 0;        ///< for `limit_changed`: the one before
 };
 
 RESPOOL_NAMESPACE_END

@@ -16,6 +16,7 @@
 #include <cstdint>
 #include <functional>
 #include <limits>
+#include <optional>
 #include <stdexcept>
 #include <string>
 
@@ -30,6 +31,25 @@ enum class unwind_policy : std::uint8_t {
   validate,        ///< reset as usual, then validated before anyone else borrows it
   discard,         ///< destroyed (`destroy_reason::unwound`)
   return_to_pool,  ///< returned as if nothing happened
+};
+
+/// A pool that finds its own size (`pool_options::adaptive`): it lends at most `limit`
+/// resources at once (`pool_stats::limit`), and moves `limit` between `min_limit` and
+/// `max_size` as the backend answers. When callers want more than the limit and leases take
+/// no longer than the backend's unloaded pace, it grows; when leases take longer because the
+/// backend queues them (past its cores, its locks, its disk), it shrinks to what the backend
+/// serves at a time plus a small queue. The rule is TCP Vegas's, read from counts the pool
+/// keeps anyway (leases completed per window, by Little's law): see detail/adaptive_limit.hpp.
+/// Each change raises event `limit_changed`.
+struct adaptive_options {
+  /// The lowest limit.
+  std::size_t min_limit = 1;
+  /// The first limit; 0 starts at `min_limit`. From there it doubles until the backend
+  /// starts to queue (slow start), then moves by steps.
+  std::size_t initial_limit = 0;
+  /// The shortest measuring window (it also spans enough leases to judge: at least 16 and
+  /// two per resource). Judged at housekeeping passes, so at least `housekeeping_interval`.
+  std::chrono::milliseconds window = std::chrono::milliseconds(100);
 };
 
 struct pool_options {
@@ -99,6 +119,9 @@ struct pool_options {
   /// wait, its place in the queue times the recent mean hold time over `max_size`, already
   /// exceeds its timeout, instead of letting it wait out a timeout it cannot beat.
   bool shed_hopeless = false;
+  /// Set: the pool finds its own size between `adaptive->min_limit` and `max_size`
+  /// (`adaptive_options`). Unset: it lends up to `max_size`.
+  std::optional<adaptive_options> adaptive{};
   /// Names the pool in errors and events.
   std::string name = "pool";
   /// Slow-path events (created, destroyed, creation failed, timeout, leak, nested acquire).
@@ -142,6 +165,15 @@ struct pool_options {
       fail("housekeeping_interval", "must not be negative (0: no background housekeeping)");
     if (housekeeping_interval > max_housekeeping_interval)
       fail("housekeeping_interval", "must be at most 1 hour (0: no background housekeeping)");
+    if (adaptive) {
+      if (adaptive->min_limit == 0) fail("adaptive.min_limit", "must be at least 1");
+      if (adaptive->min_limit > max_size) fail("adaptive.min_limit", "must not exceed max_size");
+      if (adaptive->initial_limit != 0 && adaptive->initial_limit < adaptive->min_limit)
+        fail("adaptive.initial_limit", "must not be below adaptive.min_limit (0: min_limit)");
+      if (adaptive->initial_limit > max_size)
+        fail("adaptive.initial_limit", "must not exceed max_size");
+      if (adaptive->window <= duration::zero()) fail("adaptive.window", "must be positive");
+    }
     if (name.empty()) fail("name", "must not be empty");
   }
 };

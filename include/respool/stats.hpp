@@ -69,7 +69,9 @@ struct lease_holder {
 
 struct pool_stats {
   // Counts, at the instant of the snapshot.
-  std::size_t max_size = 0;  ///< the current limit (set_max_size() changes it)
+  std::size_t max_size = 0;  ///< the most live resources (set_max_size() changes it)
+  std::size_t limit = 0;     ///< the most lent at once now: max_size, or below it what
+                             ///< `pool_options::adaptive` found
   bool paused = false;       ///< pause() was called and resume() not yet
   std::size_t total = 0;     ///< idle + in_use + creating (+ reserved by housekeeping)
   std::size_t idle = 0;

@@ -31,15 +31,15 @@ using namespace std::chrono_literals;
 namespace {
 
 #if defined(__SANITIZE_THREAD__) || defined(__SANITIZE_ADDRESS__)
-constexpr bool sanitized = true;
+[[maybe_unused]] constexpr bool sanitized = true;
 #elif defined(__has_feature)
 #if __has_feature(thread_sanitizer) || __has_feature(address_sanitizer)
-constexpr bool sanitized = true;
+[[maybe_unused]] constexpr bool sanitized = true;
 #else
-constexpr bool sanitized = false;
+[[maybe_unused]] constexpr bool sanitized = false;
 #endif
 #else
-constexpr bool sanitized = false;
+[[maybe_unused]] constexpr bool sanitized = false;
 #endif
 
 auto cycles() -> std::uint64_t {

@@ -119,12 +119,12 @@ TEST_CASE("keep_alive = milliseconds::max(): threads above core never time out",
 
 TEST_CASE("keep_alive = milliseconds::max() with core_threads_time_out: core threads stay",
           "[durations][keep_alive]") {
+  gate g;
   thread_pool pool{{.core_threads = 2,
                     .max_threads = 2,
                     .queue_capacity = 10,
                     .keep_alive = std::chrono::milliseconds::max(),
                     .core_threads_time_out = true}};
-  gate g;
   counter started;
   REQUIRE(occupy(pool, 2, g, started));
   g.open();

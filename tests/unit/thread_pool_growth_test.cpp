@@ -25,8 +25,8 @@ using respool_test::occupy;
 using respool_test::patience;
 
 TEST_CASE("threads_first starts a thread for each task before it queues any", "[growth]") {
-  thread_pool pool{{.core_threads = 1, .max_threads = 4, .queue_capacity = 10}};
   gate g;
+  thread_pool pool{{.core_threads = 1, .max_threads = 4, .queue_capacity = 10}};
   counter started;
   auto hold = [&] {
     started.add();
@@ -68,12 +68,12 @@ TEST_CASE("an idle thread takes the task: no new thread while one is idle", "[gr
 
 TEST_CASE("concurrent submits never count on the same idle thread", "[growth]") {
   constexpr std::size_t max = 8;
+    gate g;
   thread_pool pool{
       {.core_threads = 2, .max_threads = max, .queue_capacity = 10, .prestart_core = true}};
   for (int round = 0; round < 30; ++round) {
     const std::size_t before = pool.stats().threads;
     REQUIRE(eventually([&] { return pool.stats().idle == before; }));
-    gate g;
     counter started;
     std::latch go(static_cast<std::ptrdiff_t>(max));
     std::vector<std::thread> producers;
@@ -140,11 +140,11 @@ TEST_CASE("under many producers: never above max, never a queued task while one 
 
 TEST_CASE("queue_first grows like the JDK: core, then queue, then up to max, then reject",
           "[growth]") {
+  gate g;
   thread_pool pool{{.core_threads = 1,
                     .max_threads = 3,
                     .queue_capacity = 2,
                     .growth = thread_growth::queue_first}};
-  gate g;
   counter started;
   auto hold = [&] {
     started.add();
@@ -175,13 +175,13 @@ TEST_CASE("queue_first grows like the JDK: core, then queue, then up to max, the
 }
 
 TEST_CASE("queue_first hands a task to an idle thread rather than queueing it", "[growth]") {
+  gate g;
   thread_pool pool{{.core_threads = 2,
                     .max_threads = 2,
                     .queue_capacity = 10,
                     .growth = thread_growth::queue_first,
                     .prestart_core = true}};
   REQUIRE(eventually([&] { return pool.stats().idle == 2; }));
-  gate g;
   counter started;
   pool.execute([&] {
     started.add();
@@ -206,8 +206,8 @@ TEST_CASE("queue_first with no core threads still starts a thread for a queued t
 }
 
 TEST_CASE("queue_capacity 0 is direct hand-off: a thread or the rejection policy", "[growth]") {
-  thread_pool pool{{.core_threads = 0, .max_threads = 2, .queue_capacity = 0}};
   gate g;
+  thread_pool pool{{.core_threads = 0, .max_threads = 2, .queue_capacity = 0}};
   auto hold = [&] { g.wait(); };
   pool.execute(hold);
   pool.execute(hold);
@@ -224,8 +224,8 @@ TEST_CASE("queue_capacity 0 is direct hand-off: a thread or the rejection policy
 }
 
 TEST_CASE("threads above core exit after keep_alive; core threads stay", "[growth][keep_alive]") {
-  thread_pool pool{{.core_threads = 1, .max_threads = 4, .queue_capacity = 10, .keep_alive = 50ms}};
   gate g;
+  thread_pool pool{{.core_threads = 1, .max_threads = 4, .queue_capacity = 10, .keep_alive = 50ms}};
   counter started;
   REQUIRE(occupy(pool, 4, g, started));
   REQUIRE(pool.stats().threads == 4);
@@ -246,8 +246,8 @@ TEST_CASE("under a trickle the surplus threads still reach keep_alive and exit",
           "[growth][keep_alive]") {
   // The next task goes to one of the two most recently idle threads, never round the whole
   // set: with six threads taking turns a task every 10 ms would keep all of them alive.
-  thread_pool pool{{.core_threads = 1, .max_threads = 6, .queue_capacity = 10, .keep_alive = 150ms}};
   gate g;
+  thread_pool pool{{.core_threads = 1, .max_threads = 6, .queue_capacity = 10, .keep_alive = 150ms}};
   counter started;
   REQUIRE(occupy(pool, 6, g, started));
   g.open();
@@ -277,10 +277,10 @@ TEST_CASE("core_threads_time_out lets an idle pool drop to zero threads", "[grow
 }
 
 TEST_CASE("prestart_core starts the core threads idle", "[growth]") {
+  gate g;
   thread_pool pool{{.core_threads = 3, .max_threads = 5, .prestart_core = true}};
   REQUIRE(pool.stats().threads == 3);
   REQUIRE(eventually([&] { return pool.stats().idle == 3; }));
-  gate g;
   for (int i = 0; i < 3; ++i) pool.execute([&] { g.wait(); });
   REQUIRE(pool.stats().threads == 3);  // handed to the idle ones, none started
   g.open();
@@ -320,11 +320,11 @@ struct failing_factory {
 TEST_CASE("a failed thread start queues the task if there is room, else rejects it",
           "[growth][start_failure]") {
   std::atomic<int> calls{0};
+  gate g;
   thread_pool pool{{.core_threads = 0,
                     .max_threads = 4,
                     .queue_capacity = 1,
                     .thread_factory = failing_factory{&calls, 2}}};
-  gate g;
   std::atomic<int> ran_a{0}, ran_b{0}, ran_c{0};
   pool.execute([&] {
     ++ran_a;

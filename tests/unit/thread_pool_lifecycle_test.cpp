@@ -110,8 +110,8 @@ TEST_CASE("a task taking a std::stop_token gets one, signalled by shutdown_now",
 }
 
 TEST_CASE("shutdown drains the queue, joins, and refuses new tasks", "[lifecycle][shutdown]") {
-  thread_pool pool{{.core_threads = 1, .max_threads = 2, .queue_capacity = 100}};
   gate g;
+  thread_pool pool{{.core_threads = 1, .max_threads = 2, .queue_capacity = 100}};
   std::atomic<int> ran{0};
   for (int i = 0; i < 2; ++i) pool.execute([&] { g.wait(); });
   for (int i = 0; i < 50; ++i) pool.execute([&] { ++ran; });
@@ -132,8 +132,8 @@ TEST_CASE("shutdown drains the queue, joins, and refuses new tasks", "[lifecycle
 
 TEST_CASE("shutdown_now returns the tasks that never ran; they can still be run or dropped",
           "[lifecycle][shutdown_now]") {
-  thread_pool pool{{.core_threads = 1, .max_threads = 1, .queue_capacity = 10}};
   gate g;
+  thread_pool pool{{.core_threads = 1, .max_threads = 1, .queue_capacity = 10}};
   counter started;
   auto running = pool.submit([&] {
     started.add();
@@ -174,8 +174,8 @@ TEST_CASE("shutdown_now returns the tasks that never ran; they can still be run 
 }
 
 TEST_CASE("wait_idle times out while work is pending, then succeeds", "[lifecycle][wait_idle]") {
-  thread_pool pool{{.core_threads = 1, .max_threads = 1}};
   gate g;
+  thread_pool pool{{.core_threads = 1, .max_threads = 1}};
   pool.execute([&] { g.wait(); });
   REQUIRE_FALSE(pool.wait_idle(20ms));
   g.open();
@@ -213,11 +213,11 @@ TEST_CASE("the destructor drains the queue", "[lifecycle][shutdown]") {
 }
 
 TEST_CASE("stats add up at rest", "[lifecycle][stats]") {
+  gate g;
   thread_pool pool{{.core_threads = 2,
                     .max_threads = 4,
                     .queue_capacity = 8,
                     .error_sink = [](std::exception_ptr) {}}};
-  gate g;
   counter started;
   REQUIRE(occupy(pool, 4, g, started));
   for (int i = 0; i < 8; ++i)

@@ -336,8 +336,8 @@ TEST_CASE("self-submission under discard: the nested future fails at once, never
 
 TEST_CASE("self-submission under discard_oldest drops the oldest queued task for the nested one",
           "[rejection][self]") {
-  thread_pool pool{own_pool(rejection_policy::discard_oldest, 1)};
   gate g;
+  thread_pool pool{own_pool(rejection_policy::discard_oldest, 1)};
   counter started;
   std::atomic<int> nested_ran{0};
   auto outer = pool.submit([&] {

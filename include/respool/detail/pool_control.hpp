@@ -33,7 +33,7 @@ void pool_core<F, V, S, Clock>::set_max_size(std::size_t n) {
     update_gate_locked();
     want_min_idle_locked();
     kick_locked();  // grown: creations for the waiters now
-    if (live_ <= max_size_) return;
+    if (live_ <= limit_) return;
   }
   retire_idle_surplus();
 }
@@ -99,7 +99,7 @@ void pool_core<F, V, S, Clock>::resume() {
   update_gate_locked();
   table_.for_each([&](slot_type& s) {
     // Over a limit lowered meanwhile: lend nothing; the gate has borrowers retire the surplus.
-    if (queue_.empty() || live_ > max_size_ + doomed_ || !slot_table<R>::try_reserve(s)) return;
+    if (queue_.empty() || live_ > limit_ + doomed_ || !slot_table<R>::try_reserve(s)) return;
     grant_locked(*queue_.front(), s, false);  // not fresh: it passes the borrow check
   });
   if (!queue_.empty()) announce_idle_locked();  // one went idle past the sweep: P3

@@ -47,12 +47,16 @@
 //      core deletes itself at 0. The
 //      handle's destruction waits for every returning slot, so no return is half-way through
 //      the pool's memory when the handle lets go.
-//  P6. (Gate.) While paused_ or live_ > max_size_, the control word's gate is up, and every
+//  P6. (Gate.) While paused_ or live_ > limit_, the control word's gate is up, and every
 //      lend (borrow_check) and return (return_slot) takes the lock, where a paused pool keeps
 //      its slots idle and its waiters asleep, and a pool over its limit retires the surplus:
 //      doomed_ counts what take_surplus_locked chose and is not destroyed yet, so the racing
-//      returns, borrows and creations retire live_ - max_size_ resources, no more. Once the
-//      gate is down, in_use <= live_ - doomed_ <= max_size_ holds for every lend.
+//      returns, borrows and creations retire live_ - limit_ resources, no more. Once the
+//      gate is down, in_use <= live_ - doomed_ <= limit_ holds for every lend.
+//  P7. (Limit.) limit_ <= max_size_ is the most live resources now: max_size_ itself, or what
+//      pool_options::adaptive's rule (adaptive_limit.hpp) chose at the last housekeeping pass.
+//      Creation, the gate (P6, with limit_ for max_size_) and min_idle follow limit_; the
+//      slot table is sized for max_size_.
 #include <algorithm>
 #include <array>
 #include <atomic>
@@ -84,6 +88,7 @@
 #include "../lease.hpp"
 #include "../options.hpp"
 #include "../stats.hpp"
+#include "adaptive_limit.hpp"
 #include "creation_policy.hpp"
 #include "held_leases.hpp"
 #include "holder_text.hpp"
@@ -182,6 +187,7 @@ class pool_core final : public lease_home<resource_t<F>> {
         breaker_(cfg_.fail_fast_after, cfg_.backoff_min, cfg_.backoff_max),
         rng_(std::random_device{}()) {
     if constexpr (shares_worker_threads<F>) shared_threads_ = factory_.worker_threads();
+    if (opts_.adaptive) adaptive_.emplace(*opts_.adaptive, opts_.max_size);
     free_slots_.reserve(opts_.max_size);
     for (std::size_t i = opts_.max_size; i-- > 0;) free_slots_.push_back(static_cast<std::uint32_t>(i));
     set_limits_locked(opts_.max_size);  // nothing else can see us yet
@@ -407,6 +413,7 @@ class pool_core final : public lease_home<resource_t<F>> {
     std::lock_guard lk(mutex_);
     const auto c = counts_locked();
     st.max_size = max_size_;
+    st.limit = limit_;
     st.paused = paused_;
     st.total = c.total();
     st.idle = c.idle;
@@ -576,6 +583,7 @@ class pool_core final : public lease_home<resource_t<F>> {
     event_kind what{};
     acquire_site where{};
     std::chrono::milliseconds held{};
+    std::size_t limit = 0, previous_limit = 0;
     std::string text;
   };
   static auto destroy_job(slot_type& s, destroy_reason why) noexcept -> job {
@@ -919,7 +927,7 @@ class pool_core final : public lease_home<resource_t<F>> {
   // counted as going: doomed_), so that returns, borrows and creations racing a shrink retire
   // exactly the surplus.
   auto take_surplus_locked() noexcept -> bool {
-    if (live_ <= max_size_ + doomed_) return false;
+    if (live_ <= limit_ + doomed_) return false;
     ++doomed_;
     return true;
   }
@@ -927,17 +935,23 @@ class pool_core final : public lease_home<resource_t<F>> {
   // The control word's gate (every lend and return under the lock) is up while paused or over
   // the limit.
   void update_gate_locked() noexcept {
-    const bool gated = paused_ || live_ > max_size_;
+    const bool gated = paused_ || live_ > limit_;
     if (gated != table_.control().load().gated()) table_.control().set_gate(gated);
   }
 
-  // What set_max_size() changes, in one place; the rest follow max_size.
+  // What set_max_size() changes, in one place; the rest follow the limit (P7).
   void set_limits_locked(std::size_t n) {
     creation_starts_.reserve(std::min(opts_.create_concurrency, n) + 1);  // may throw: first
     max_size_ = n;
+    if (adaptive_) adaptive_->set_ceiling(n);
+    apply_limit_locked(adaptive_ ? adaptive_->limit() : n);
+  }
+  void apply_limit_locked(std::size_t n) noexcept {
+    limit_ = n;
     min_idle_ = std::min(opts_.min_idle, n);
     create_lanes_ = std::min(opts_.create_concurrency, n);
   }
+  void adapt_limit(std::int64_t now, bool here);
 
   RESPOOL_DETAIL_COLD auto gated_borrow(slot_type& s, waiter* w) noexcept -> borrow;
   void retire_idle_surplus() noexcept;
@@ -1292,8 +1306,11 @@ class pool_core final : public lease_home<resource_t<F>> {
   std::vector<std::uint32_t> free_slots_;  // P1
   std::size_t live_ = 0;                   // P1
   std::size_t creating_ = 0;               // P1
-  // The limits set_max_size() changes (set_limits_locked).
+  // The limits set_max_size() changes (set_limits_locked), and the adaptive rule (P7).
   std::size_t max_size_ = 0;
+  std::size_t limit_ = 0;
+  std::optional<adaptive_limit> adaptive_;
+  std::uint64_t unmet_demand_ = 0;  // acquires that found nothing to take (queued or refused)
   std::size_t min_idle_ = 0;
   std::size_t create_lanes_ = 0;           // creations in flight at most: create_concurrency
   std::size_t doomed_ = 0;                 // surplus to max_size, retired but not yet destroyed

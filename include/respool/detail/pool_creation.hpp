@@ -155,6 +155,7 @@ template <class F, class V, class S, class Clock>
 void pool_core<F, V, S, Clock>::request_spare() {
   std::lock_guard lk(mutex_);
   if (stopping_) return;
+  ++unmet_demand_;  // a caller was refused (try_acquire, acquire(0)): demand for the limit
   extra_wanted_ = std::max<std::size_t>(extra_wanted_, 1);
   kick_locked();
 }

@@ -42,10 +42,12 @@ void pool_core<F, V, S, Clock>::plan_maintenance(std::int64_t now, bool here) {
   coarse_now_.store(now, std::memory_order_relaxed);
   if (closed()) return;
   if (cfg_.leak_threshold != never_ns) detect_leaks(now, here);
+  if (adaptive_) adapt_limit(now, here);
   std::size_t idle_now = 0;
-  const auto min_idle = [this] {
+  // Over a limit just lowered (P6, P7): idle resources are retired in this sweep too.
+  const auto [min_idle, surplus] = [this] {
     std::lock_guard lk(mutex_);
-    return min_idle_;
+    return std::pair{min_idle_, live_ > limit_ + doomed_};
   }();
   for (std::size_t i = 0; i < table_.size(); ++i)
     if (slot_table<R>::state_of(table_[i]) == slot_state::idle) ++idle_now;
@@ -58,7 +60,7 @@ void pool_core<F, V, S, Clock>::plan_maintenance(std::int64_t now, bool here) {
     const bool check_due =
         cfg_.keepalive != never_ns &&
         now - std::max(s.last_checked.load(std::memory_order_relaxed), last_used) >= cfg_.keepalive;
-    if (!expired && !idle_expired && !check_due) continue;
+    if (!expired && !idle_expired && !check_due && !surplus) continue;
     if (!slot_table<R>::try_reserve(s)) continue;
     // Reserved: borrowers skip it. The readings above may be stale (it was lent and returned
     // meanwhile): read them again.
@@ -87,6 +89,39 @@ void pool_core<F, V, S, Clock>::plan_maintenance(std::int64_t now, bool here) {
   });
   expire_async_locked(now);
   kick_locked();
+}
+
+// pool_options::adaptive: a reading for the rule (adaptive_limit.hpp) from counts the pool
+// keeps anyway; a new limit applies at once (creations start, or the gate retires the surplus).
+template <class F, class V, class S, class Clock>
+void pool_core<F, V, S, Clock>::adapt_limit(std::int64_t now, bool here) {
+  std::uint64_t granted = 0;
+  for (std::size_t i = 0; i < table_.size(); ++i)
+    granted += table_[i].acquisitions.load(std::memory_order_relaxed);
+  std::unique_lock lk(mutex_);
+  const auto before = limit_;
+  const auto next = adaptive_->observe({.now = now,
+                                        .completed = granted,
+                                        .unmet = unmet_demand_,
+                                        .resources = live_ - creating_,
+                                        .waiting = !queue_.empty()});
+  if (!next) return;
+  apply_limit_locked(*next);
+  update_gate_locked();
+  want_min_idle_locked();
+  kick_locked();
+  if (!opts_.on_event) return;
+  try {
+    job j = event_job(event_kind::limit_changed);
+    j.limit = *next;
+    j.previous_limit = before;
+    const auto us = [](double v) { return std::to_string(std::llround(v / 1e3)); };
+    j.text = "adaptive limit " + std::to_string(before) + " -> " + std::to_string(*next) +
+             ": mean hold " + us(adaptive_->last_hold_ns()) + " us, unloaded " +
+             us(adaptive_->baseline_ns()) + " us";
+    post_or_run_locked(std::move(j), lk, here);
+  } catch (...) {  // no memory for the text: the event is dropped, the pool goes on
+  }
 }
 
 template <class F, class V, class S, class Clock>

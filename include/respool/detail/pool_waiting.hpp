@@ -139,7 +139,7 @@ auto pool_core<F, V, S, Clock>::admit_locked(waiter& w, std::int64_t now, std::i
 }
 
 // shed_hopeless: the caller's estimated wait, its place in the queue times the recent mean
-// hold over max_size, already exceeds what is left of its timeout. Needs a mean: until a hold
+// hold over the limit, already exceeds what is left of its timeout. Needs a mean: until a hold
 // has been timed, nobody is refused.
 template <class F, class V, class S, class Clock>
 auto pool_core<F, V, S, Clock>::hopeless_locked(std::int64_t now, std::int64_t deadline, failure_slot* fail) -> bool {
@@ -147,7 +147,7 @@ auto pool_core<F, V, S, Clock>::hopeless_locked(std::int64_t now, std::int64_t d
   if (hold == 0 || deadline == never_ns) return false;
   const auto place = queue_.size() + 1;
   const double estimate = static_cast<double>(hold) * static_cast<double>(place) /
-                          static_cast<double>(max_size_);
+                          static_cast<double>(limit_);
   const auto left = deadline - now;
   if (estimate <= static_cast<double>(left)) return false;
   ++shed_;
@@ -155,7 +155,8 @@ auto pool_core<F, V, S, Clock>::hopeless_locked(std::int64_t now, std::int64_t d
   fail_locked(fail, errc::exhausted,
               "shed as hopeless: estimated wait " + ms(estimate) + " ms (place " +
                   std::to_string(place) + " in the queue x mean hold " +
-                  ms(static_cast<double>(hold)) + " ms / max_size " + std::to_string(max_size_) +
+                  ms(static_cast<double>(hold)) +
+                  (adaptive_ ? " ms / adaptive limit " : " ms / max_size ") + std::to_string(limit_) +
                   ") exceeds the " + ms(static_cast<double>(left)) + " ms left of its timeout");
   return true;
 }
@@ -168,6 +169,7 @@ void pool_core<F, V, S, Clock>::join_queue_locked(waiter& w, std::int64_t deadli
   w.failure.reset();
   w.notified = false;
   queue_.push(w);
+  ++unmet_demand_;
   // Counted before it is announced: a return that sees the waiter sees that it is asynchronous
   // (and owes it a hand-off, handoff_maybe_due).
   if (w.async) async_queued_.fetch_add(1, std::memory_order_seq_cst);
@@ -362,6 +364,7 @@ auto pool_core<F, V, S, Clock>::make_failure_locked(errc code, const std::string
                     ", in use " + std::to_string(c.in_use) + ", waiters " +
                     std::to_string(waiters_shown) + ", creating " + std::to_string(c.creating) +
                     ", max " + std::to_string(max_size_);
+  if (limit_ != max_size_) msg += ", adaptive limit " + std::to_string(limit_);
   if (paused_) msg += "; the pool is paused: pause() was called, resume() serves the waiters";
   // Who holds them, for the errors that mean "all of them are out".
   if ((code == errc::timeout || code == errc::exhausted) && c.in_use > 0)

@@ -45,8 +45,8 @@ template <class F, class V, class S, class Clock>
 auto pool_core<F, V, S, Clock>::creations_due_locked() const noexcept -> std::size_t {
   // Full, or every lane busy: the common case while callers wait, settled without a clock.
   // Paused: nothing new is made (a creation in flight finishes).
-  if (stopping_ || paused_ || live_ >= max_size_ || creating_ >= create_lanes_) return 0;
-  const auto n = creations_to_start(max_size_, live_, creating_, stalled_creations_locked(),
+  if (stopping_ || paused_ || live_ >= limit_ || creating_ >= create_lanes_) return 0;
+  const auto n = creations_to_start(limit_, live_, creating_, stalled_creations_locked(),
                                     create_lanes_, queue_.size(), extra_wanted_);
   return n == 0 ? 0 : breaker_.admit(clock_.now(), n, live_ > creating_);
 }
@@ -165,6 +165,8 @@ void pool_core<F, V, S, Clock>::run_job(job& j) noexcept {
       e.kind = j.what;
       e.where = j.where;
       e.held = j.held;
+      e.limit = j.limit;
+      e.previous_limit = j.previous_limit;
       e.message = j.text;
       emit(e);
       break;
