@@ -149,9 +149,11 @@ class adaptive_run {
 };
 
 /// The comparison with the best fixed size, and whether it met the targets; printed.
-inline void print_adaptive(const adaptive_report& a, const step_result& best) {
+inline void print_adaptive(const adaptive_report& a, const step_result& best,
+                           const step_result& highest) {
   const auto& r = a.result;
   const double thr = best.throughput > 0 ? r.throughput / best.throughput : 0.0;
+  const double of_highest = highest.throughput > 0 ? r.throughput / highest.throughput : 0.0;
   const double p99 = best.p99_ms > 0 ? r.p99_ms / best.p99_ms : 0.0;
   const bool settled_in_time = a.settle.after_s >= 0 && a.settle.after_s <= adaptive_settle_target_s;
   std::printf("\nadaptive pool (max_size %zu, pool_options::adaptive, starting at 1): median %s req/s "
@@ -160,6 +162,10 @@ inline void print_adaptive(const adaptive_report& a, const step_result& best) {
               best.pool_size, grouped(best.throughput).c_str(), milliseconds(r.p99_ms).c_str(),
               fixed(p99, 2).c_str(), milliseconds(best.p99_ms).c_str(),
               fixed(100.0 * r.spread(), 1).c_str());
+  if (&highest != &best)
+    std::printf("  and %s%% of the highest median, size %zu (%s req/s)\n",
+                fixed(100.0 * of_highest, 0).c_str(), highest.pool_size,
+                grouped(highest.throughput).c_str());
   if (a.settle.after_s >= 0)
     std::printf("  its limit settled at %zu after %s s of load\n", a.settle.limit,
                 fixed(a.settle.after_s, 1).c_str());

@@ -205,7 +205,7 @@ auto run_lab(const options& o, Workload&& w) -> int {
       std::printf("pooled at the best size vs a connection per request: %.1fx the throughput\n",
                   best->throughput / r.unpooled->throughput);
     }
-    if (adaptive_result) print_adaptive(*adaptive_result, *best);
+    if (adaptive_result) print_adaptive(*adaptive_result, *best, *top);
   }
 
   const auto csv = o.out / ("pool-lab-" + o.backend + ".csv");

@@ -5,12 +5,14 @@
 #include <respool/pool.hpp>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cstddef>
 #include <functional>
 #include <mutex>
 #include <optional>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "error_text.hpp"
@@ -210,4 +212,54 @@ TEST_CASE("adaptive: the limit stays between min_limit and max_size, also after 
   CHECK(p.stats().limit == 5);
   for (int pass = 0; pass < 40; ++pass) run_for(p, peaked_backend(1, 1ms), 100ms, 1'000);
   CHECK(p.stats().limit == 3);  // a backend serving one at a time: down to min_limit, no further
+}
+
+TEST_CASE("adaptive: threads racing the limit's changes never share a resource or leak one") {
+  // A backend whose leases take longer the more run at once, on the real clock: 8 threads, the
+  // rule judging every 10 ms, so the limit moves (and the gate retires surplus) while they run.
+  test_factory f;
+  recorded_events ev;
+  respool::pool_options o{.max_size = 16,
+                          .acquire_timeout = 5s,
+                          .housekeeping_interval = 5ms,
+                          .adaptive = respool::adaptive_options{.window = 10ms},
+                          .name = "adaptive-race",
+                          .on_event = ev.handler()};
+  respool::pool<test_factory> p{f, o};
+  std::atomic<int> at_once{0};
+  std::atomic<int> most{0};
+  std::atomic<bool> shared{false};
+  std::atomic<bool> stop{false};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 8; ++t) {
+    threads.emplace_back([&] {
+      while (!stop.load()) {
+        auto l = p.acquire();
+        // A resource lent twice would see its session marked by the other holder.
+        if (l->session_state != 0) shared.store(true);
+        l->session_state = 1;
+        const int n = ++at_once;
+        int seen = most.load();
+        while (n > seen && !most.compare_exchange_weak(seen, n)) {
+        }
+        std::this_thread::sleep_for(std::chrono::microseconds(100 * std::max(1, n - 2)));
+        --at_once;
+        l->session_state = 0;
+      }
+    });
+  }
+  std::this_thread::sleep_for(1s);
+  stop.store(true);
+  for (auto& t : threads) t.join();
+  CHECK_FALSE(shared.load());
+  CHECK(most.load() <= 16);
+  {
+    std::lock_guard lk(ev.m);
+    CHECK_FALSE(ev.changes.empty());
+  }
+  // At rest, what is over the limit is retired, and every resource is accounted for.
+  CHECK(respool_test::eventually([&] {
+    const auto st = p.stats();
+    return st.total <= st.limit && f.c->live.load() == static_cast<int>(st.total);
+  }));
 }
