@@ -29,6 +29,7 @@
  * | `db_client_connection_create_time_seconds`  | histogram | `create_time`                   |
  * | `respool_connection_creating`               | gauge     | `creating`                      |
  * | `respool_connection_paused`                 | gauge     | `paused` (1 or 0)               |
+ * | `respool_connection_limit`                  | gauge     | `limit` (`adaptive`'s, else max)|
  * | `respool_connection_acquired_total`         | counter   | `acquired`                      |
  * | `respool_connection_created_total`          | counter   | `created`                       |
  * | `respool_connection_create_failures_total`  | counter   | `create_failures`               |
@@ -305,6 +306,10 @@ inline auto rejections(const thread_pool_rejections& r, std::size_t i) -> std::u
   append_family(out, pools, "respool_connection_paused", "gauge",
                 "1 while the pool is paused (pause() until resume()), else 0.",
                 [](s st) { return st.paused ? 1 : 0; });
+  append_family(out, pools, "respool_connection_limit", "gauge",
+                "The most connections lent at once now: the maximum, or below it the limit "
+                "the adaptive pool found.",
+                [](s st) { return st.limit; });
   append_family(out, pools, "respool_connection_acquired_total", "counter",
                 "The number of successful acquires.", [](s st) { return st.acquired; });
   append_family(out, pools, "respool_connection_created_total", "counter",

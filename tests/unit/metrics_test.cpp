@@ -62,6 +62,7 @@ auto samples(const std::string& text, const std::string& prefix) -> std::vector<
 auto known_pool_stats() -> respool::pool_stats {
   respool::pool_stats s;
   s.max_size = 8;
+  s.limit = 6;
   s.min_idle = 2;
   s.total = 8;
   s.idle = 3;
@@ -145,6 +146,8 @@ TEST_CASE("pool metrics: OpenTelemetry's connection-pool names, one line per val
                               R"(db_client_connection_timeouts_total{pool_name="db"} 7)",
                               R"(respool_connection_creating{pool_name="db"} 1)",
                               R"(respool_connection_paused{pool_name="db"} 1)",
+                              "# TYPE respool_connection_limit gauge",
+                              R"(respool_connection_limit{pool_name="db"} 6)",
                               R"(respool_connection_acquired_total{pool_name="db"} 1000)",
                               R"(respool_connection_created_total{pool_name="db"} 9)",
                               R"(respool_connection_create_failures_total{pool_name="db"} 2)",

@@ -68,12 +68,12 @@ TEST_CASE("an idle thread takes the task: no new thread while one is idle", "[gr
 
 TEST_CASE("concurrent submits never count on the same idle thread", "[growth]") {
   constexpr std::size_t max = 8;
-    gate g;
   thread_pool pool{
       {.core_threads = 2, .max_threads = max, .queue_capacity = 10, .prestart_core = true}};
   for (int round = 0; round < 30; ++round) {
     const std::size_t before = pool.stats().threads;
     REQUIRE(eventually([&] { return pool.stats().idle == before; }));
+    gate g;  // each round's tasks are done (wait_idle) before it goes
     counter started;
     std::latch go(static_cast<std::ptrdiff_t>(max));
     std::vector<std::thread> producers;
