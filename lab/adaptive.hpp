@@ -158,13 +158,13 @@ inline void print_adaptive(const adaptive_report& a, const step_result& best,
   const bool settled_in_time = a.settle.after_s >= 0 && a.settle.after_s <= adaptive_settle_target_s;
   std::printf("\nadaptive pool (max_size %zu, pool_options::adaptive, starting at 1): median %s req/s "
               "(%s%% of the best fixed size, %zu: %s req/s), p99 %s (%sx its %s), spread %s%%\n",
-              adaptive_max_size, grouped(r.throughput).c_str(), fixed(100.0 * thr, 0).c_str(),
+              adaptive_max_size, grouped(r.throughput).c_str(), fixed(100.0 * thr, 1).c_str(),
               best.pool_size, grouped(best.throughput).c_str(), milliseconds(r.p99_ms).c_str(),
               fixed(p99, 2).c_str(), milliseconds(best.p99_ms).c_str(),
               fixed(100.0 * r.spread(), 1).c_str());
   if (&highest != &best)
     std::printf("  and %s%% of the highest median, size %zu (%s req/s)\n",
-                fixed(100.0 * of_highest, 0).c_str(), highest.pool_size,
+                fixed(100.0 * of_highest, 1).c_str(), highest.pool_size,
                 grouped(highest.throughput).c_str());
   if (a.settle.after_s >= 0)
     std::printf("  its limit settled at %zu after %s s of load\n", a.settle.limit,

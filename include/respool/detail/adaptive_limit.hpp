@@ -15,10 +15,11 @@
 // how many of the L leases wait inside the backend instead of being served (Little again: the
 // backend serves N / T * b of them at a time). Below `low`, the backend has room: the limit
 // grows by one. Above `high`, it queues: the limit drops to what it serves plus `low` (L * b / h
-// + low, as Gradient2 drops to limit * gradient + queue; at most halving, so one noisy window
-// cannot empty the pool). Queueing in the backend is where more connections stop adding
-// throughput and only add latency (a database past its cores, its locks, its disk). Between the
-// two, it stays.
+// + low, as Gradient2 drops to limit * gradient + queue; at most halving), once two judged
+// windows in a row say so: one window of queueing is as often a stall of the backend (a
+// checkpoint) as too many connections. Queueing in the backend is where more connections stop
+// adding throughput and only add latency (a database past its cores, its locks, its disk).
+// Between the two, it stays.
 //   low = 2 and high = 4, each times log10(L) once L is past 10: Vegas's alpha and beta at the
 // low end of their usual range (2-3 and 4-6). A queue of a few keeps the backend busy between
 // one lease's end and the next, and absorbs noise; on PostgreSQL on 2 cores (the lab) these
@@ -29,7 +30,10 @@
 //   Probing the baseline: b only falls, so a backend that became slower for good (a failover
 // to a smaller replica, a bigger data set) would read as queueing from then on. Every
 // `probe_every` judged windows the limit halves for one window (as BBR drains to measure its
-// minimum round trip), and the hold measured there, with half the leases, becomes b.
+// minimum round trip), and b moves to the hold measured there, with half the leases, rising by
+// at most 10% a probe: half the leases still queue a little on most backends, and a b raised to
+// it at once would let the limit creep up probe after probe. A backend twice as slow for good
+// is followed within about seven probes.
 #include <algorithm>
 #include <cmath>
 #include <cstddef>
@@ -93,6 +97,7 @@ class adaptive_limit {
  private:
   static constexpr std::uint64_t min_leases = 16;
   static constexpr std::size_t probe_every = 100;
+  static constexpr double probe_rise = 1.1;  // what one probe may raise the baseline by
 
   auto restart(const reading& r) noexcept -> std::optional<std::size_t> {
     started_ = true;
@@ -103,15 +108,15 @@ class adaptive_limit {
 
   auto judge(double hold, double lent) noexcept -> std::optional<std::size_t> {
     hold_ = hold;
-    if (probe_return_ != 0) {  // a probe's window: its hold is the baseline, and back
-      baseline_ = hold;
+    if (probe_return_ != 0) {  // a probe's window: the baseline follows its hold, and back
+      baseline_ = std::min(hold, baseline_ * probe_rise);
       return change_to(std::exchange(probe_return_, 0));
     }
     baseline_ = baseline_ == 0 ? hold : std::min(hold, baseline_);
     const double queued = lent * (1.0 - baseline_ / hold);
     const double scale = std::max(1.0, std::log10(lent));
-    const double low = 2.0 * scale;
-    const double high = 4.0 * scale;
+    const double low = 1.0 * scale;
+    const double high = 3.0 * scale;
     if (queued >= low) slow_start_ = false;
     std::size_t next = limit_;
     if (slow_start_) {
@@ -120,8 +125,14 @@ class adaptive_limit {
       next = limit_ + 1;
     } else if (queued > high) {
       const double served = lent * baseline_ / hold;
-      next = std::max(limit_ / 2, static_cast<std::size_t>(served + low));
+      const auto target = std::max(limit_ / 2, static_cast<std::size_t>(served + low));
+      // Only when the window before said so too (then the milder of the two): a backend that
+      // stalls for a moment (a checkpoint's fsync) queues everything at once, and fewer
+      // connections would only slow the recovery after it.
+      next = shrink_to_ != 0 ? std::max(shrink_to_, target) : limit_;
+      shrink_to_ = shrink_to_ != 0 ? 0 : target;
     }
+    if (queued <= high) shrink_to_ = 0;
     next = std::clamp(next, min_, max_);
     if (!slow_start_ && next == limit_ && ++since_probe_ >= probe_every && limit_ / 2 >= min_ &&
         limit_ >= 2) {
@@ -149,6 +160,7 @@ class adaptive_limit {
   bool slow_start_ = true;
   std::size_t since_probe_ = 0;
   std::size_t probe_return_ = 0;  // while probing: the limit to go back to
+  std::size_t shrink_to_ = 0;     // the last judged window's shrink, waiting for a second
   double baseline_ = 0;
   double hold_ = 0;
 };
