@@ -20,10 +20,10 @@
 // checkpoint) as too many connections. Queueing in the backend is where more connections stop
 // adding throughput and only add latency (a database past its cores, its locks, its disk).
 // Between the two, it stays.
-//   low = 2 and high = 4, each times log10(L) once L is past 10: Vegas's alpha and beta at the
-// low end of their usual range (2-3 and 4-6). A queue of a few keeps the backend busy between
-// one lease's end and the next, and absorbs noise; on PostgreSQL on 2 cores (the lab) these
-// settle where the best fixed size is.
+//   low = 1 and high = 3, each times log10(L) once L is past 10: below Vegas's usual alpha and
+// beta (2-3 and 4-6). A queue of one or two keeps the backend busy between one lease's end and
+// the next; more only adds latency. On PostgreSQL on 2 cores (the lab) these settle at the best
+// fixed size, where 2 and 4 let the limit wander up to twice it, and the p99 with it.
 //   Slow start: until the first window in which q reaches `low`, the limit doubles, so a pool
 // starting at 1 reaches 64 in six windows. A change is followed by one window that is not
 // judged: resources are being created or retired during it.
