@@ -204,35 +204,15 @@ inline void write_adaptive_svg(const std::filesystem::path& path, const adaptive
   const svg::axis x = svg::linear_axis(a.timeline.back().seconds, left, right);
 
   std::ostringstream o;
-  o << R"(<svg xmlns="http://www.w3.org/2000/svg" width=")" << width << R"(" height=")" << height
-    << R"(" viewBox="0 0 )" << width << ' ' << height
-    << R"(" font-family="Helvetica, Arial, sans-serif" font-size="13">)" << '\n';
-  o << R"(<rect width="100%" height="100%" fill="#fff"/>)" << '\n';
-  o << R"(<text x=")" << width / 2 << R"(" y="32" text-anchor="middle" font-size="19" font-weight="bold">)"
-    << escape("The pool that finds its own size: " + r.backend + ", " + std::to_string(r.clients) +
-              " client threads")
-    << "</text>\n";
-  o << R"(<text x=")" << width / 2 << R"(" y="56" text-anchor="middle" fill="#444">)"
-    << escape("pool_options::adaptive's limit while its clients ran (max_size " +
-              std::to_string(adaptive_max_size) + ", from 1); dashed: the best fixed size, " +
-              std::to_string(best_size) + "; ticks: the start of each round's turn")
-    << "</text>\n";
-  for (double t : y.ticks) {
-    o << R"(<line x1=")" << left << R"(" y1=")" << num(y.at(t)) << R"(" x2=")" << right
-      << R"(" y2=")" << num(y.at(t)) << R"(" stroke="#e6e6e6"/>)";
-    o << R"(<text x=")" << left - 8 << R"(" y=")" << num(y.at(t) + 4) << R"(" text-anchor="end">)"
-      << fixed(t, 0) << "</text>\n";
-  }
-  for (double t : x.ticks) {
-    o << R"(<text x=")" << num(x.at(t)) << R"(" y=")" << bottom + 20 << R"(" text-anchor="middle">)"
-      << fixed(t, 0) << "</text>\n";
-  }
-  o << R"(<rect x=")" << left << R"(" y=")" << top << R"(" width=")" << right - left
-    << R"(" height=")" << bottom - top << R"(" fill="none" stroke="#999"/>)" << '\n';
-  o << R"(<text x=")" << (left + right) / 2 << R"(" y=")" << bottom + 44
-    << R"(" text-anchor="middle">seconds of load on the adaptive pool</text>)" << '\n';
-  o << "<text transform=\"translate(24 " << (top + bottom) / 2
-    << ") rotate(-90)\" text-anchor=\"middle\">limit (connections lent at most)</text>\n";
+  svg::open_document(o, width, height);
+  svg::linear_plot{width, height, left, right, top, bottom,
+                   "The pool that finds its own size: " + r.backend + ", " +
+                       std::to_string(r.clients) + " client threads",
+                   "pool_options::adaptive's limit while its clients ran (max_size " +
+                       std::to_string(adaptive_max_size) + ", from 1); dashed: the best fixed size, " +
+                       std::to_string(best_size) + "; ticks: the start of each round's turn",
+                   "seconds of load on the adaptive pool", "limit (connections lent at most)"}
+      .draw(o, x, y);
   for (double t : a.turn_starts) {
     o << R"(<line x1=")" << num(x.at(t)) << R"(" y1=")" << bottom << R"(" x2=")" << num(x.at(t))
       << R"(" y2=")" << bottom - 8 << R"(" stroke=")" << grey << R"("/>)" << '\n';
@@ -261,12 +241,7 @@ inline void write_adaptive_svg(const std::filesystem::path& path, const adaptive
     << escape("respool-lab: " + r.description + "; median " + grouped(a.result.throughput) +
               " req/s, p99 " + milliseconds(a.result.p99_ms))
     << "</text>\n";
-  o << "</svg>\n";
-  std::ofstream f(path);
-  if (!f) throw std::runtime_error("cannot write " + path.string());
-  f << o.str();
-  f.close();
-  if (!f) throw std::runtime_error("cannot write " + path.string());
+  svg::save(o, path);
 }
 
 }  // namespace lab

@@ -207,6 +207,54 @@ inline auto latency_label(double ms) -> std::string {
   return fixed(ms, 3) + " ms";
 }
 
+/// The document's opening tag and its white background.
+inline void open_document(std::ostringstream& o, double width, double height) {
+  o << R"(<svg xmlns="http://www.w3.org/2000/svg" width=")" << width << R"(" height=")" << height
+    << R"(" viewBox="0 0 )" << width << ' ' << height
+    << R"(" font-family="Helvetica, Arial, sans-serif" font-size="13">)" << '\n';
+  o << R"(<rect width="100%" height="100%" fill="#fff"/>)" << '\n';
+}
+
+/// The plot area of a chart on two linear axes: the title and subtitle above it, grid lines and
+/// tick labels, the frame, and the axis titles.
+struct linear_plot {
+  double width, height, left, right, top, bottom;
+  std::string title, subtitle, x_title, y_title;
+
+  void draw(std::ostringstream& o, const axis& x, const axis& y) const {
+    o << R"(<text x=")" << width / 2
+      << R"(" y="32" text-anchor="middle" font-size="19" font-weight="bold">)" << escape(title)
+      << "</text>\n";
+    o << R"(<text x=")" << width / 2 << R"(" y="56" text-anchor="middle" fill="#444">)"
+      << escape(subtitle) << "</text>\n";
+    for (double t : y.ticks) {
+      o << R"(<line x1=")" << left << R"(" y1=")" << num(y.at(t)) << R"(" x2=")" << right
+        << R"(" y2=")" << num(y.at(t)) << R"(" stroke="#e6e6e6"/>)";
+      o << R"(<text x=")" << left - 8 << R"(" y=")" << num(y.at(t) + 4)
+        << R"(" text-anchor="end">)" << fixed(t, 0) << "</text>\n";
+    }
+    for (double t : x.ticks)
+      o << R"(<text x=")" << num(x.at(t)) << R"(" y=")" << bottom + 20
+        << R"(" text-anchor="middle">)" << fixed(t, 0) << "</text>\n";
+    o << R"(<rect x=")" << left << R"(" y=")" << top << R"(" width=")" << right - left
+      << R"(" height=")" << bottom - top << R"(" fill="none" stroke="#999"/>)" << '\n';
+    o << R"(<text x=")" << (left + right) / 2 << R"(" y=")" << bottom + 44
+      << R"(" text-anchor="middle">)" << escape(x_title) << "</text>\n";
+    o << "<text transform=\"translate(24 " << (top + bottom) / 2
+      << ") rotate(-90)\" text-anchor=\"middle\">" << escape(y_title) << "</text>\n";
+  }
+};
+
+/// Closes the document and writes it to `path`.
+inline void save(std::ostringstream& o, const std::filesystem::path& path) {
+  o << "</svg>\n";
+  std::ofstream f(path);
+  if (!f) throw std::runtime_error("cannot write " + path.string());
+  f << o.str();
+  f.close();
+  if (!f) throw std::runtime_error("cannot write " + path.string());
+}
+
 }  // namespace svg
 
 inline void write_svg(const std::filesystem::path& path, const report& r) {
@@ -249,10 +297,7 @@ inline void write_svg(const std::filesystem::path& path, const report& r) {
   const svg::axis y_p99 = svg::latency_axis(min_p99, max_p99, bottom, top);
 
   std::ostringstream o;
-  o << R"(<svg xmlns="http://www.w3.org/2000/svg" width=")" << width << R"(" height=")" << height
-    << R"(" viewBox="0 0 )" << width << ' ' << height
-    << R"(" font-family="Helvetica, Arial, sans-serif" font-size="13">)" << '\n';
-  o << R"(<rect width="100%" height="100%" fill="#fff"/>)" << '\n';
+  svg::open_document(o, width, height);
 
   // Title and subtitle.
   o << R"(<text x=")" << width / 2 << R"(" y="34" text-anchor="middle" font-size="20" font-weight="bold">)"
@@ -423,13 +468,7 @@ inline void write_svg(const std::filesystem::path& path, const report& r) {
               (r.rounds == 1 ? " round" : " rounds (sizes rotated)") + ", acquire timeout " +
               std::to_string(r.acquire_timeout_ms) + " ms")
     << "</text>\n";
-  o << "</svg>\n";
-
-  std::ofstream f(path);
-  if (!f) throw std::runtime_error("cannot write " + path.string());
-  f << o.str();
-  f.close();
-  if (!f) throw std::runtime_error("cannot write " + path.string());
+  svg::save(o, path);
 }
 
 }  // namespace lab

@@ -86,32 +86,14 @@ inline void write_burst_svg(const std::filesystem::path& path, const std::vector
   const svg::axis x = svg::linear_axis(max_ms, left, right);
   const svg::axis y = svg::linear_axis(static_cast<double>(burst_tasks), bottom, top);
   std::ostringstream o;
-  o << R"(<svg xmlns="http://www.w3.org/2000/svg" width=")" << width << R"(" height=")" << height
-    << R"(" viewBox="0 0 )" << width << ' ' << height
-    << R"(" font-family="Helvetica, Arial, sans-serif" font-size="13">)" << '\n';
-  o << R"(<rect width="100%" height="100%" fill="#fff"/>)" << '\n';
-  o << R"(<text x=")" << width / 2 << R"(" y="32" text-anchor="middle" font-size="19" font-weight="bold">)"
-    << "An IO burst on respool::thread_pool: grow threads first, or queue first</text>\n";
-  o << R"(<text x=")" << width / 2 << R"(" y="56" text-anchor="middle" fill="#444">)"
-    << escape(std::to_string(burst_tasks) + " tasks of " +
-              std::to_string(burst_task_wait.count()) +
-              " ms waiting at once; core 2, max 64, queue 1,000; tasks completed over time")
-    << "</text>\n";
-  for (double t : y.ticks) {
-    o << R"(<line x1=")" << left << R"(" y1=")" << num(y.at(t)) << R"(" x2=")" << right
-      << R"(" y2=")" << num(y.at(t)) << R"(" stroke="#e6e6e6"/>)";
-    o << R"(<text x=")" << left - 8 << R"(" y=")" << num(y.at(t) + 4) << R"(" text-anchor="end">)"
-      << fixed(t, 0) << "</text>\n";
-  }
-  for (double t : x.ticks)
-    o << R"(<text x=")" << num(x.at(t)) << R"(" y=")" << bottom + 20 << R"(" text-anchor="middle">)"
-      << fixed(t, 0) << "</text>\n";
-  o << R"(<rect x=")" << left << R"(" y=")" << top << R"(" width=")" << right - left
-    << R"(" height=")" << bottom - top << R"(" fill="none" stroke="#999"/>)" << '\n';
-  o << R"(<text x=")" << (left + right) / 2 << R"(" y=")" << bottom + 44
-    << R"(" text-anchor="middle">milliseconds since the burst arrived</text>)" << '\n';
-  o << "<text transform=\"translate(24 " << (top + bottom) / 2
-    << ") rotate(-90)\" text-anchor=\"middle\">tasks completed</text>\n";
+  svg::open_document(o, width, height);
+  svg::linear_plot{width, height, left, right, top, bottom,
+                   "An IO burst on respool::thread_pool: grow threads first, or queue first",
+                   std::to_string(burst_tasks) + " tasks of " +
+                       std::to_string(burst_task_wait.count()) +
+                       " ms waiting at once; core 2, max 64, queue 1,000; tasks completed over time",
+                   "milliseconds since the burst arrived", "tasks completed"}
+      .draw(o, x, y);
   for (std::size_t k = 0; k < cs.size(); ++k) {
     const auto& c = cs[k];
     const auto& colour = colours[k % 2];
@@ -125,12 +107,7 @@ inline void write_burst_svg(const std::filesystem::path& path, const std::vector
                 std::to_string(c.peak_threads) + " threads")
       << "</text>\n";
   }
-  o << "</svg>\n";
-  std::ofstream f(path);
-  if (!f) throw std::runtime_error("cannot write " + path.string());
-  f << o.str();
-  f.close();
-  if (!f) throw std::runtime_error("cannot write " + path.string());
+  svg::save(o, path);
 }
 
 /// The whole --thread-pool run: both bursts, the comparison, the CSV and the chart.
