@@ -784,6 +784,7 @@ struct balance_run {
   std::vector<sample> samples;
   long long restart_ms = 0;   // stop, 1 s down, start
   long lowest_pool_total = 0;  // after the server was back
+  long highest_pool_total = 0;  // the pool's own count (idle + in use + creating), from the restart
   int ok = 0, acquire_failed = 0, query_failed = 0;
 
   // The restarted server's count at `t` ms after it was back (the last sample at or before).
@@ -814,7 +815,8 @@ struct balance_run {
     if (!samples.empty())
       o << " ... " << samples.back().after_ms << ":" << samples.back().counts[0] << "/"
         << samples.back().counts[1] << "/" << samples.back().counts[2];
-    o << "; lowest pool total after it was back " << lowest_pool_total << "; ops ok " << ok
+    o << "; lowest pool total after it was back " << lowest_pool_total << ", highest "
+      << highest_pool_total << "; ops ok " << ok
       << ", acquire failed " << acquire_failed << ", query failed " << query_failed;
     return o.str();
   }
@@ -876,6 +878,7 @@ auto run_balance(std::array<respool_it::postgres_server*, 3> servers, const std:
     std::this_thread::sleep_for(20ms);
   }
   std::optional<respool_it::max_sampler> shortfall;
+  respool_it::max_sampler highest([&] { return static_cast<long>(pool_total()); }, 1ms);
   servers[2]->start();
   const auto back = steady::now();
   shortfall.emplace([&] { return static_cast<long>(max_size) - static_cast<long>(pool_total()); }, 1ms);
@@ -889,7 +892,9 @@ auto run_balance(std::array<respool_it::postgres_server*, 3> servers, const std:
     std::this_thread::sleep_for(20ms);
   }
   shortfall->stop();
+  highest.stop();
   run.lowest_pool_total = static_cast<long>(max_size) - shortfall->max();
+  run.highest_pool_total = highest.max();
   stop.store(true);
   respool_it::join_or_die(threads, finished, 30s, "balance");
   run.ok = ok.load();
@@ -941,8 +946,14 @@ TEST_CASE("cluster balance: three equal nodes, one restarted under 64 threads, g
   REQUIRE(balanced_after >= 0);  // within `bound` of the server being back
   CHECK(balanced_after <= duration_cast<ms>(bound).count());
   CHECK(clustered.samples.back().counts[2] >= wanted);  // and it stays
-  for (const auto& s : clustered.samples)  // never more than the total (+1: a probe's connection)
-    CHECK(s.counts[0] + s.counts[1] + s.counts[2] <= static_cast<long>(total) + 1);
+  // Never more than the total (+1: a probe's connection): the pool's own count throughout, and
+  // the servers' except in the first 500 ms after the restart, while the backends of the
+  // connections moved off the other two are still exiting (seen once under CI load: 39 on the
+  // servers 198 ms after, the pool at 30).
+  CHECK(clustered.highest_pool_total <= static_cast<long>(total) + 1);
+  for (const auto& s : clustered.samples)
+    if (s.after_ms < 0 || s.after_ms >= 500)
+      CHECK(s.counts[0] + s.counts[1] + s.counts[2] <= static_cast<long>(total) + 1);
   CHECK(cluster_end.writes.destroyed(respool::destroy_reason::rebalanced) > 0);
   // Targeted: about the surplus moves (10; a few more as the load shifts), and at most
   // create_concurrency (2) wait for a successor at a time, so the pool stays nearly full.

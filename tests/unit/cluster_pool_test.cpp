@@ -203,7 +203,7 @@ TEST_CASE("reads fall back to the primary when no replica can serve, unless told
   }
 }
 
-TEST_CASE("a connect that fails tries the next endpoint; an endpoint failing in a row is taken out") {
+TEST_CASE("a connect that fails tries the next endpoint - an endpoint failing in a row is taken out") {
   auto f = std::make_shared<farm>();
   respool::cluster_pool p{primaries({"a", "b"}), connector(f), manual({.write_pool = {.max_size = 8}})};
   f->set_down("a", true);

@@ -112,7 +112,7 @@ TEST_CASE("adaptive: invalid options name the field") {
                   std::invalid_argument);
 }
 
-TEST_CASE("adaptive: without it the limit is max_size; with it, the start and at most that many") {
+TEST_CASE("adaptive: the limit is max_size without it, and with it the start and no more") {
   manual_clock::reset();
   adaptive_pool fixed{test_factory{}, respool::pool_options{.max_size = 6, .housekeeping_interval = 0ms}};
   CHECK(fixed.stats().limit == 6);
@@ -134,7 +134,7 @@ TEST_CASE("adaptive: without it the limit is max_size; with it, the start and at
   }
 }
 
-TEST_CASE("adaptive: on a backend whose throughput peaks at 8 the limit settles at 8 to 10") {
+TEST_CASE("adaptive: a backend whose throughput peaks at 8 gets a limit of 8 to 10") {
   manual_clock::reset();
   recorded_events ev;
   adaptive_pool p{test_factory{}, options(128, {}, &ev)};

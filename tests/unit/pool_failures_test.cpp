@@ -108,7 +108,7 @@ TEST_CASE("the server down at construction: prewarm does not throw, acquire fail
   CHECK(ec == respool::errc::backend_unavailable);
 }
 
-TEST_CASE("failures below fail_fast_after retry at once; then backoff doubles, capped, jittered") {
+TEST_CASE("failures below fail_fast_after retry at once - then backoff doubles, capped, jittered") {
   manual_clock::reset();
   test_factory f;
   f.fail->store(true);

@@ -76,7 +76,7 @@ TEST_CASE("a timeout names the longest holders, their sites and how long", "[hol
   }
 }
 
-TEST_CASE("an exhausted (shed) error names the holders too; at most three are named", "[holders]") {
+TEST_CASE("an exhausted (shed) error names the holders too - at most three are named", "[holders]") {
   manual_clock::reset();
   test_factory f;
   clocked_pool p{f, {.max_size = 4, .max_waiters = 1, .housekeeping_interval = 0ms}};

@@ -135,7 +135,7 @@ TEST_CASE("the throwing form raises respool::error naming the pool and its count
   }
 }
 
-TEST_CASE("reset runs on return; false or an exception destroys the resource") {
+TEST_CASE("reset runs on return - false or an exception destroys the resource") {
   test_factory f;
   int mode = 0;  // 0: clean and keep, 1: say false, 2: throw
   auto resetter = [&](resource& r) {
@@ -167,7 +167,7 @@ TEST_CASE("reset runs on return; false or an exception destroys the resource") {
   CHECK(p.stats().total == 0);
 }
 
-TEST_CASE("a lease may outlive its pool; returning it then destroys the resource") {
+TEST_CASE("a lease may outlive its pool - returning it then destroys the resource") {
   test_factory f;
   auto counters = f.c;
   respool::lease<resource> survivor;

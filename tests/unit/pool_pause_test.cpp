@@ -17,7 +17,7 @@ using respool_test::contains;
 using respool_test::eventually;
 using respool_test::test_factory;
 
-TEST_CASE("paused: acquires time out saying the pool is paused; nothing idle is lent",
+TEST_CASE("paused: acquires time out saying the pool is paused - nothing idle is lent",
           "[pause]") {
   test_factory f;
   respool::pool p{f, {.max_size = 2, .min_idle = 1}};
@@ -44,7 +44,7 @@ TEST_CASE("paused: acquires time out saying the pool is paused; nothing idle is 
   CHECK(l);
 }
 
-TEST_CASE("paused: nothing new is created; resume() creates for the waiters", "[pause]") {
+TEST_CASE("paused: nothing new is created - resume() creates for the waiters", "[pause]") {
   test_factory f;
   respool::pool p{f, {.max_size = 2}};
   p.pause();
@@ -63,7 +63,7 @@ TEST_CASE("paused: nothing new is created; resume() creates for the waiters", "[
   CHECK(p.stats().created == 1);
 }
 
-TEST_CASE("a lease returned while paused stays idle; resume() serves the waiters in order",
+TEST_CASE("a lease returned while paused stays idle - resume() serves the waiters in order",
           "[pause]") {
   test_factory f;
   respool::pool p{f, {.max_size = 1, .fairness_window = 0ms}};

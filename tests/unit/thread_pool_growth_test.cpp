@@ -223,7 +223,7 @@ TEST_CASE("queue_capacity 0 is direct hand-off: a thread or the rejection policy
   g.open();
 }
 
-TEST_CASE("threads above core exit after keep_alive; core threads stay", "[growth][keep_alive]") {
+TEST_CASE("threads above core exit after keep_alive - core threads stay", "[growth][keep_alive]") {
   gate g;
   thread_pool pool{{.core_threads = 1, .max_threads = 4, .queue_capacity = 10, .keep_alive = 50ms}};
   counter started;

@@ -22,7 +22,7 @@ using respool_test::gate;
 using respool_test::occupy;
 using respool_test::patience;
 
-TEST_CASE("submit returns the result; arguments and move-only callables are moved in",
+TEST_CASE("submit returns the result - arguments and move-only callables are moved in",
           "[lifecycle][submit]") {
   thread_pool pool{{.core_threads = 1, .max_threads = 2}};
   auto sum = pool.submit([](int a, int b) { return a + b; }, 2, 3);
@@ -135,7 +135,7 @@ TEST_CASE("shutdown drains the queue, joins, and refuses new tasks", "[lifecycle
   pool.shutdown();  // idempotent
 }
 
-TEST_CASE("shutdown_now returns the tasks that never ran; they can still be run or dropped",
+TEST_CASE("shutdown_now returns the tasks that never ran - they can still be run or dropped",
           "[lifecycle][shutdown_now]") {
   gate g;
   thread_pool pool{{.core_threads = 1, .max_threads = 1, .queue_capacity = 10}};
