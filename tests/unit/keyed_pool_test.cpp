@@ -426,14 +426,16 @@ TEST_CASE("worker_threads: every task runs once, idle threads are reused, new on
     CHECK(eventually([&] { return ran.load() == i + 1; }, 2s));
   }
   CHECK(w.threads() == 1);  // one after another: the same lingering thread
-  std::atomic<bool> release{false};
-  std::atomic<int> blocked{0};
+  // Shared with the tasks: the set's threads are detached, so a task may still be looking at
+  // them after this test has returned (ASan: stack-use-after-return, when they were locals).
+  auto release = std::make_shared<std::atomic<bool>>(false);
+  auto blocked = std::make_shared<std::atomic<int>>(0);
   for (int i = 0; i < 3; ++i)
-    REQUIRE(w.run(respool::detail::move_only_task([&] {
-      ++blocked;
-      while (!release.load()) std::this_thread::sleep_for(1ms);
+    REQUIRE(w.run(respool::detail::move_only_task([release, blocked] {
+      ++*blocked;
+      while (!release->load()) std::this_thread::sleep_for(1ms);
     })));
-  CHECK(eventually([&] { return blocked.load() == 3; }, 2s));  // none waited for a busy thread
+  CHECK(eventually([&] { return blocked->load() == 3; }, 2s));  // none waited for a busy thread
   CHECK(w.threads() >= 3);
-  release = true;
+  release->store(true);
 }

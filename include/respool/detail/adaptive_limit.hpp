@@ -110,7 +110,7 @@ class adaptive_limit {
     hold_ = hold;
     if (probe_return_ != 0) {  // a probe's window: the baseline follows its hold, and back
       baseline_ = std::min(hold, baseline_ * probe_rise);
-      return change_to(std::exchange(probe_return_, 0));
+      return change_to(std::clamp(std::exchange(probe_return_, 0), min_, max_));  // set_max_size
     }
     baseline_ = baseline_ == 0 ? hold : std::min(hold, baseline_);
     const double queued = lent * (1.0 - baseline_ / hold);
