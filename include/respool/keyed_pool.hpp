@@ -200,6 +200,7 @@ inline void add_stats(pool_stats& t, const pool_stats& s, bool counts) {
     t.creating += s.creating;
     t.waiters += s.waiters;
     t.min_idle += s.min_idle;
+    t.limit += s.limit;
   }
   t.acquired += s.acquired;
   t.created += s.created;
@@ -432,6 +433,7 @@ class keyed_pool {
       }
       for (const auto& e : live) detail::add_stats(t, e->pool.stats(), true);
       t.max_size = max_total();
+      t.limit = std::min(t.limit, t.max_size);  // the keys' limits, at most max_total at once
       t.wait_p50 = t.wait.percentile(0.50);
       t.wait_p99 = t.wait.percentile(0.99);
       return t;

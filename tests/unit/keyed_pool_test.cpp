@@ -130,6 +130,8 @@ TEST_CASE("per-key options: a long lane of 4 and a short lane of 8", "[keyed]") 
   const auto t = p.stats();
   CHECK(t.in_use == 12);
   CHECK(t.max_size == 20);
+  CHECK(p.stats("long").limit == 4);
+  CHECK(t.limit == 12);  // the keys' limits, 4 + 8 (within max_total)
   CHECK(p.stats("long").timeouts == 1);
 }
 
