@@ -8,16 +8,15 @@
 #include <respool/pool.hpp>
 
 #include <algorithm>
-#include <atomic>
 #include <chrono>
 #include <cmath>
 #include <cstddef>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
-#include <mutex>
 #include <sstream>
 #include <stdexcept>
+#include <stop_token>
 #include <string>
 #include <thread>
 #include <vector>
@@ -107,27 +106,19 @@ class adaptive_run {
       -> step_result {
     report_.turn_starts.push_back(active_s_);
     const auto began = clock::now();
-    std::atomic<bool> sampling{true};
-    std::thread sampler([&] {
-      while (sampling.load()) {
-        const double at = active_s_ + std::chrono::duration<double>(clock::now() - began).count();
-        {
-          std::lock_guard lk(m_);
-          report_.timeline.push_back({at, pool_.stats().limit});
-        }
-        std::this_thread::sleep_for(limit_sample_period);
-      }
-    });
     step_result r;
-    try {
+    {
+      // The timeline is the sampler's alone until it is joined (at the end of this scope, also
+      // when measure_step throws).
+      std::jthread sampler([&](const std::stop_token& stop) {
+        while (!stop.stop_requested()) {
+          const double at = active_s_ + std::chrono::duration<double>(clock::now() - began).count();
+          report_.timeline.push_back({at, pool_.stats().limit});
+          std::this_thread::sleep_for(limit_sample_period);
+        }
+      });
       r = measure_step(o_, adaptive_max_size, label, runner, out, pooled_request<Workload>(pool_, o_));
-    } catch (...) {
-      sampling.store(false);
-      sampler.join();
-      throw;
     }
-    sampling.store(false);
-    sampler.join();
     active_s_ += std::chrono::duration<double>(clock::now() - began).count();
     runs_.push_back(r);
     return r;
@@ -142,7 +133,6 @@ class adaptive_run {
  private:
   const options& o_;
   pool_for<Workload> pool_;
-  std::mutex m_;
   adaptive_report report_;
   std::vector<step_result> runs_;
   double active_s_ = 0;

@@ -50,8 +50,7 @@ class run_error : public std::runtime_error {
 // pool reports it (and quickly), then lets the workload create its table on it.
 template <class Workload>
 void check_and_prepare(const options& o, Workload& w) {
-  using pool_type = respool::pool<typename Workload::factory_type, typename Workload::validator_type,
-                                  typename Workload::resetter_type>;
+  using pool_type = pool_for<Workload>;
   pool_type probe{w.make_factory(),
                   respool::pool_options{.max_size = 1,
                                         .acquire_timeout = std::min(o.acquire_timeout,

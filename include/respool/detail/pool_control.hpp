@@ -30,9 +30,7 @@ void pool_core<F, V, S, Clock>::set_max_size(std::size_t n) {
       throw std::invalid_argument("respool pool '" + opts_.name + "': set_max_size: " +
                                   std::to_string(n) + " slots cannot be allocated");
     }
-    update_gate_locked();
-    want_min_idle_locked();
-    kick_locked();  // grown: creations for the waiters now
+    limit_moved_locked();  // grown: creations for the waiters now
     if (live_ <= limit_) return;
   }
   retire_idle_surplus();

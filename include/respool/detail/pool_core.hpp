@@ -420,8 +420,7 @@ class pool_core final : public lease_home<resource_t<F>> {
     st.in_use = c.in_use;
     st.creating = c.creating;
     st.waiters = queue_.size();
-    for (std::size_t i = 0; i < table_.size(); ++i)
-      st.acquired += table_[i].acquisitions.load(std::memory_order_relaxed);
+    st.acquired = granted_total();
     st.created = created_;
     st.destroyed_by = destroyed_by_;
     st.timeouts = timeouts_;
@@ -951,6 +950,20 @@ class pool_core final : public lease_home<resource_t<F>> {
     min_idle_ = std::min(opts_.min_idle, n);
     create_lanes_ = std::min(opts_.create_concurrency, n);
   }
+  // After the limit moved: the gate (P6) follows it, and creations start for a higher one
+  // (waiters, min_idle).
+  void limit_moved_locked() noexcept {
+    update_gate_locked();
+    want_min_idle_locked();
+    kick_locked();
+  }
+  // Leases ever granted: each slot counts its own (its holder writes it), summed on reading.
+  [[nodiscard]] auto granted_total() const noexcept -> std::uint64_t {
+    std::uint64_t n = 0;
+    for (std::size_t i = 0; i < table_.size(); ++i)
+      n += table_[i].acquisitions.load(std::memory_order_relaxed);
+    return n;
+  }
   void adapt_limit(std::int64_t now, bool here);
 
   RESPOOL_DETAIL_COLD auto gated_borrow(slot_type& s, waiter* w) noexcept -> borrow;
@@ -1313,7 +1326,7 @@ class pool_core final : public lease_home<resource_t<F>> {
   std::uint64_t unmet_demand_ = 0;  // acquires that found nothing to take (queued or refused)
   std::size_t min_idle_ = 0;
   std::size_t create_lanes_ = 0;           // creations in flight at most: create_concurrency
-  std::size_t doomed_ = 0;                 // surplus to max_size, retired but not yet destroyed
+  std::size_t doomed_ = 0;                 // surplus to the limit, retired but not yet destroyed
   bool paused_ = false;
   std::condition_variable ready_cv_;       // wait_ready() and the constructor wait here
   std::size_t extra_wanted_ = 0;           // creations wanted beyond the waiters

@@ -95,9 +95,7 @@ void pool_core<F, V, S, Clock>::plan_maintenance(std::int64_t now, bool here) {
 // keeps anyway; a new limit applies at once (creations start, or the gate retires the surplus).
 template <class F, class V, class S, class Clock>
 void pool_core<F, V, S, Clock>::adapt_limit(std::int64_t now, bool here) {
-  std::uint64_t granted = 0;
-  for (std::size_t i = 0; i < table_.size(); ++i)
-    granted += table_[i].acquisitions.load(std::memory_order_relaxed);
+  const auto granted = granted_total();
   std::unique_lock lk(mutex_);
   const auto before = limit_;
   const auto next = adaptive_->observe({.now = now,
@@ -107,9 +105,7 @@ void pool_core<F, V, S, Clock>::adapt_limit(std::int64_t now, bool here) {
                                         .waiting = !queue_.empty()});
   if (!next) return;
   apply_limit_locked(*next);
-  update_gate_locked();
-  want_min_idle_locked();
-  kick_locked();
+  limit_moved_locked();
   if (!opts_.on_event) return;
   try {
     job j = event_job(event_kind::limit_changed);
