@@ -14,6 +14,8 @@
 #include <thread>
 #include <vector>
 
+#include <sys/resource.h>
+
 namespace respool_backend_bench {
 
 using steady = std::chrono::steady_clock;
@@ -66,7 +68,25 @@ struct rate {
   double per_second = 0.0;
   std::uint64_t ops = 0;
   std::uint64_t errors = 0;
+  // Per successful operation, over the running threads: context switches (voluntary or not)
+  // and CPU time (user + system).
+  double switches_per_op = 0.0;
+  double cpu_us_per_op = 0.0;
 };
+
+struct usage {
+  std::uint64_t switches = 0;
+  std::uint64_t cpu_us = 0;
+};
+/// The calling thread's context switches and CPU time so far.
+inline auto thread_usage() -> usage {
+  rusage ru{};
+  getrusage(RUSAGE_THREAD, &ru);
+  auto us = [](const timeval& tv) {
+    return static_cast<std::uint64_t>(tv.tv_sec) * 1'000'000U + static_cast<std::uint64_t>(tv.tv_usec);
+  };
+  return {static_cast<std::uint64_t>(ru.ru_nvcsw + ru.ru_nivcsw), us(ru.ru_utime) + us(ru.ru_stime)};
+}
 
 /// Runs `op(thread_index)` in a loop on `threads` threads for `seconds` (all start together) and
 /// returns successful operations per second. `op` returns false for a failed operation.
@@ -75,13 +95,18 @@ inline auto run_for(int threads, double seconds, const std::function<bool(int)>&
   std::atomic<int> ready{0};
   std::vector<std::uint64_t> ok(static_cast<std::size_t>(threads), 0);
   std::vector<std::uint64_t> bad(static_cast<std::size_t>(threads), 0);
+  std::atomic<std::uint64_t> switches{0}, cpu_us{0};
   std::vector<std::thread> ts;
   for (int t = 0; t < threads; ++t) {
     ts.emplace_back([&, t] {
       ++ready;
       while (!go.load()) std::this_thread::yield();
+      const auto before = thread_usage();
       std::uint64_t n = 0, e = 0;
       while (!stop.load(std::memory_order_relaxed)) (op(t) ? n : e) += 1;
+      const auto after = thread_usage();
+      switches += after.switches - before.switches;
+      cpu_us += after.cpu_us - before.cpu_us;
       ok[static_cast<std::size_t>(t)] = n;
       bad[static_cast<std::size_t>(t)] = e;
     });
@@ -97,6 +122,9 @@ inline auto run_for(int threads, double seconds, const std::function<bool(int)>&
   for (auto n : ok) r.ops += n;
   for (auto n : bad) r.errors += n;
   r.per_second = static_cast<double>(r.ops) / elapsed;
+  const double ops = static_cast<double>(std::max<std::uint64_t>(1, r.ops));
+  r.switches_per_op = static_cast<double>(switches.load()) / ops;
+  r.cpu_us_per_op = static_cast<double>(cpu_us.load()) / ops;
   return r;
 }
 

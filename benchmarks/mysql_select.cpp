@@ -8,8 +8,9 @@
 //
 // Without --conninfo it starts its own MariaDB on 127.0.0.1 (mariadb-install-db in a temp dir, as
 // the integration tests do). `sysbench oltp_point_select prepare` creates sbtest1 with N rows
-// (default 10,000). Every figure is the median of R runs of S seconds, taken in rotation
-// (sysbench, then respool, then sysbench again ...) so drift hits all of them alike.
+// (default 10,000). Every figure is the median of R rounds of S-second runs; each round runs every
+// configuration once, in an order shuffled for that round (the machine's speed drifts, and a
+// fixed order gives one configuration the same place in every round).
 //
 // What is compared:
 //   sysbench      sysbench oltp_point_select --threads=K --time=S --db-ps-mode=disable
@@ -21,7 +22,13 @@
 //                 With the resetter in `rollback_only` mode (nothing to clean after a SELECT: no
 //                 round trip) and in the default `reset_connection` mode (one COM_RESET_CONNECTION
 //                 round trip per request: the price of guaranteed-clean sessions).
+//   mutex_pool    N threads through the 60-line mutex + condition-variable pool
+//                 (baseline_pool.hpp) of K, the same SELECT, no validation or reset.
+//   k_of_n        the control for N > K: N threads, of which only K use the pool (the others
+//                 sleep). What the pool would give if the threads beyond K cost nothing.
 //   per_request   N threads (the first N), each request connects, runs the SELECT and closes.
+// Each pooled and mutex_pool line also gives the client threads' context switches and CPU time
+// per request (getrusage per thread): where the time of threads sharing connections goes.
 //   validator_cost / resetter_cost  one connection, a tight loop: the socket check against
 //                 mysql_ping, and a clean rollback_only return against mysql_reset_connection.
 #include <respool/pool.hpp>
@@ -32,6 +39,7 @@
 #include <cstdlib>
 #include <exception>
 #include <functional>
+#include <memory>
 #include <optional>
 #include <random>
 #include <string>
@@ -39,6 +47,7 @@
 #include <vector>
 
 #include "backend_bench.hpp"
+#include "baseline_pool.hpp"
 #include "backends/mysql.hpp"
 #include "servers.hpp"
 
@@ -158,48 +167,74 @@ int main(int argc, char** argv) {
                                     std::chrono::seconds(static_cast<int>(seconds) + 120)));
     };
 
+    // One configuration's runs: medians of these are reported.
+    struct samples {
+      std::vector<double> tps, switches, cpu_us;
+      std::uint64_t errors = 0;
+      void add(const bb::rate& r) {
+        tps.push_back(r.per_second);
+        switches.push_back(r.switches_per_op);
+        cpu_us.push_back(r.cpu_us_per_op);
+        errors += r.errors;
+      }
+    };
+    enum class client { respool, mutex_pool, k_of_n };
     struct pooled_config {
       int threads;
+      client kind;
       my::session_reset mode;
       const char* mode_name;
-      std::vector<double> tps;
-      std::uint64_t errors = 0;
+      samples runs;
     };
     std::vector<pooled_config> pooled;
     for (int n : thread_counts) {
-      pooled.push_back({n, my::session_reset::rollback_only, "rollback_only", {}});
-      pooled.push_back({n, my::session_reset::reset_connection, "reset_connection", {}});
+      pooled.push_back({n, client::respool, my::session_reset::rollback_only, "rollback_only", {}});
+      pooled.push_back({n, client::respool, my::session_reset::reset_connection, "reset_connection", {}});
+      pooled.push_back({n, client::mutex_pool, my::session_reset::rollback_only, "none", {}});
+      if (n > k) pooled.push_back({n, client::k_of_n, my::session_reset::rollback_only, "rollback_only", {}});
     }
-    std::vector<double> sysbench_tps, per_request_tps;
-    std::uint64_t per_request_errors = 0;
+    std::vector<double> sysbench_tps;
+    samples per_request;
     auto rngs_for = [](int threads, unsigned seed) {
       std::vector<std::minstd_rand> rngs;
       for (int t = 0; t < threads; ++t) rngs.emplace_back(static_cast<unsigned>(t) + seed);
       return rngs;
     };
+    auto make_connection = [&] { return std::make_unique<my::connection>(factory.create()); };
+    using mutex_pool = respool_bench::baseline_pool<my::connection, decltype(make_connection)>;
 
-    for (int r = 0; r < runs; ++r) {
-      std::fprintf(stderr, "mysql_select: run %d of %d\n", r + 1, runs);
-      sysbench_tps.push_back(run_sysbench());
-      for (auto& cfg : pooled) {
-        respool::pool db{factory,
-                         respool::pool_options{.max_size = static_cast<std::size_t>(k),
-                                               .min_idle = static_cast<std::size_t>(k),
-                                               .acquire_timeout = 30s,
-                                               .validate_after_idle = 0ms,
-                                               .name = "bench"},
-                         my::validator{}, my::resetter{.mode = cfg.mode}};
-        auto rngs = rngs_for(cfg.threads, 1U + static_cast<unsigned>(r) * 1000U);
-        const auto res = bb::run_for(cfg.threads, seconds, [&](int t) {
+    auto run_pooled = [&](pooled_config& cfg, unsigned seed) {
+      auto rngs = rngs_for(cfg.threads, seed);
+      if (cfg.kind == client::mutex_pool) {
+        mutex_pool db(make_connection, static_cast<std::size_t>(k));
+        return cfg.runs.add(bb::run_for(cfg.threads, seconds, [&](int t) {
           const auto sql = select_sql(rngs[static_cast<std::size_t>(t)], rows);
           auto c = db.acquire();
           return run_select(*c, sql);
-        });
-        cfg.tps.push_back(res.per_second);
-        cfg.errors += res.errors;
+        }));
       }
-      auto rngs = rngs_for(thread_counts.front(), 7U + static_cast<unsigned>(r) * 1000U);
-      const auto res = bb::run_for(thread_counts.front(), seconds, [&](int t) {
+      respool::pool db{factory,
+                       respool::pool_options{.max_size = static_cast<std::size_t>(k),
+                                             .min_idle = static_cast<std::size_t>(k),
+                                             .acquire_timeout = 30s,
+                                             .validate_after_idle = 0ms,
+                                             .name = "bench"},
+                       my::validator{}, my::resetter{.mode = cfg.mode}};
+      const bool only_k = cfg.kind == client::k_of_n;
+      cfg.runs.add(bb::run_for(cfg.threads, seconds, [&](int t) {
+        if (only_k && t >= k) {  // present, asleep, never in the pool; not counted
+          std::this_thread::sleep_for(std::chrono::milliseconds(20));
+          return false;
+        }
+        const auto sql = select_sql(rngs[static_cast<std::size_t>(t)], rows);
+        auto c = db.acquire();
+        return run_select(*c, sql);
+      }));
+      if (only_k) cfg.runs.errors = 0;  // the sleepers' "failures" above
+    };
+    auto run_per_request = [&](unsigned seed) {
+      auto rngs = rngs_for(thread_counts.front(), seed);
+      per_request.add(bb::run_for(thread_counts.front(), seconds, [&](int t) {
         const auto sql = select_sql(rngs[static_cast<std::size_t>(t)], rows);
         try {
           auto c = factory.create();
@@ -207,9 +242,18 @@ int main(int argc, char** argv) {
         } catch (const my::error&) {
           return false;  // out of ephemeral ports, say: counted, not fatal
         }
-      });
-      per_request_tps.push_back(res.per_second);
-      per_request_errors += res.errors;
+      }));
+    };
+
+    for (int r = 0; r < runs; ++r) {
+      std::fprintf(stderr, "mysql_select: run %d of %d\n", r + 1, runs);
+      const auto seed = static_cast<unsigned>(r) * 1000U;
+      std::vector<std::function<void()>> round;
+      round.emplace_back([&] { sysbench_tps.push_back(run_sysbench()); });
+      for (auto& cfg : pooled) round.emplace_back([&, seed] { run_pooled(cfg, seed + 1U); });
+      round.emplace_back([&, seed] { run_per_request(seed + 7U); });
+      std::shuffle(round.begin(), round.end(), std::minstd_rand(static_cast<unsigned>(r) + 1U));
+      for (auto& run : round) run();
     }
 
     const double reference = bb::median(sysbench_tps);
@@ -217,19 +261,32 @@ int main(int argc, char** argv) {
         .field("bench", "mysql_select").field("what", "sysbench").field("clients", k)
         .field("tps", reference).field("runs", runs).field("seconds", seconds)
         .field("rows", rows).field("server", version).field("cores", cores).print();
-    const double per_request = bb::median(per_request_tps);
+    const double per_request_tps = bb::median(per_request.tps);
     bb::json_line()
         .field("bench", "mysql_select").field("what", "connect_per_request")
-        .field("threads", thread_counts.front()).field("tps", per_request)
-        .field("errors", per_request_errors).print();
+        .field("threads", thread_counts.front()).field("tps", per_request_tps)
+        .field("errors", per_request.errors).print();
+    auto median_of = [&](client kind, int threads) {
+      for (const auto& cfg : pooled)
+        if (cfg.kind == kind && cfg.threads == threads) return bb::median(cfg.runs.tps);
+      return 0.0;
+    };
     for (const auto& cfg : pooled) {
-      const double tps = bb::median(cfg.tps);
-      bb::json_line()
-          .field("bench", "mysql_select").field("what", "pooled").field("threads", cfg.threads)
+      const double tps = bb::median(cfg.runs.tps);
+      const double mutex = median_of(client::mutex_pool, cfg.threads);
+      const char* what = cfg.kind == client::respool      ? "pooled"
+                         : cfg.kind == client::mutex_pool ? "mutex_pool"
+                                                          : "k_of_n";
+      auto line = bb::json_line();
+      line.field("bench", "mysql_select").field("what", what).field("threads", cfg.threads)
           .field("pool", k).field("reset", cfg.mode_name).field("tps", tps)
-          .field("errors", cfg.errors)
-          .field("vs_sysbench", reference > 0 ? tps / reference : 0.0)
-          .field("vs_connect_per_request", per_request > 0 ? tps / per_request : 0.0)
+          .field("errors", cfg.runs.errors)
+          .field("vs_sysbench", reference > 0 ? tps / reference : 0.0);
+      if (cfg.kind == client::respool)
+        line.field("vs_mutex_pool", mutex > 0 ? tps / mutex : 0.0)
+            .field("vs_connect_per_request", per_request_tps > 0 ? tps / per_request_tps : 0.0);
+      line.field("switches_per_request", bb::median(cfg.runs.switches))
+          .field("client_cpu_us_per_request", bb::median(cfg.runs.cpu_us))
           .print();
     }
     return 0;
