@@ -34,6 +34,7 @@
 #include <respool/pool.hpp>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -221,16 +222,20 @@ int main(int argc, char** argv) {
                                              .name = "bench"},
                        my::validator{}, my::resetter{.mode = cfg.mode}};
       const bool only_k = cfg.kind == client::k_of_n;
-      cfg.runs.add(bb::run_for(cfg.threads, seconds, [&](int t) {
-        if (only_k && t >= k) {  // present, asleep, never in the pool; not counted
+      std::atomic<std::uint64_t> failed{0};  // the requests' own failures (not the sleepers')
+      auto res = bb::run_for(cfg.threads, seconds, [&](int t) {
+        if (only_k && t >= k) {  // present, asleep, never in the pool; not a request
           std::this_thread::sleep_for(std::chrono::milliseconds(20));
           return false;
         }
         const auto sql = select_sql(rngs[static_cast<std::size_t>(t)], rows);
         auto c = db.acquire();
-        return run_select(*c, sql);
-      }));
-      if (only_k) cfg.runs.errors = 0;  // the sleepers' "failures" above
+        const bool ok = run_select(*c, sql);
+        if (!ok) ++failed;
+        return ok;
+      });
+      res.errors = failed.load();
+      cfg.runs.add(res);
     };
     auto run_per_request = [&](unsigned seed) {
       auto rngs = rngs_for(thread_counts.front(), seed);
