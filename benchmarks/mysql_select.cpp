@@ -191,6 +191,7 @@ int main(int argc, char** argv) {
     for (int n : thread_counts) {
       pooled.push_back({n, client::respool, my::session_reset::rollback_only, "rollback_only", {}});
       pooled.push_back({n, client::respool, my::session_reset::reset_connection, "reset_connection", {}});
+      // The mutex pool neither validates nor resets: its mode is not used.
       pooled.push_back({n, client::mutex_pool, my::session_reset::rollback_only, "none", {}});
       if (n > k) pooled.push_back({n, client::k_of_n, my::session_reset::rollback_only, "rollback_only", {}});
     }
