@@ -164,10 +164,7 @@ int main(int argc, char** argv) {
       for (std::size_t i = 0; i < thread_counts.size(); ++i) {
         const int n = thread_counts[i];
         mutex_pool db(make_conn, static_cast<std::size_t>(k));
-        {  // connect all K first, as respool's min_idle does
-          std::vector<mutex_pool::handle> warm;
-          for (int j = 0; j < k; ++j) warm.push_back(db.acquire());
-        }
+        db.prefill();
         std::vector<std::minstd_rand> rngs;
         for (int t = 0; t < n; ++t) rngs.emplace_back(static_cast<unsigned>(t + 3 + r * 1000));
         const auto res = bb::run_for(n, seconds, [&](int t) {
